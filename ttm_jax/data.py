@@ -1,0 +1,207 @@
+"""Multiplication problems as TTM steps: curriculum stages, batches, augmentation.
+
+Two step framings (DESIGN §2), chosen by `framing`:
+
+* `'problem'` (problem-per-step): every step sees the whole problem `a×b<EOS>` padded to
+  `problem_len = 2 * max_digits + 2` tokens, plus one slot holding the previous answer token
+  (PAD at the first step). Step t predicts answer token t. `inputs [B, S, problem_len + 1]`.
+* `'stream'`: one token per step, the problem (padded to the stage's length) then the answer;
+  each step predicts the next token. `inputs [B, S, 1]`.
+
+In both, `targets [B, S]` holds the token each step must predict (PAD where nothing is
+predicted), and the token a step predicts is fed back in the last input slot of the next step;
+`answer_start` is the first step that predicts. With `digit_order='lsb'` both operands and the
+answer are written least significant digit first (the order a person carries in).
+"""
+
+import dataclasses
+import json
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ttm_jax import tokens as tok
+
+STAGES: Tuple[Tuple[int, int], ...] = (
+    (1, 9), (10, 99), (100, 999), (1000, 9999), (1, 99), (1, 999), (1, 9999))
+FRAMINGS = ('problem', 'stream')
+DIGIT_ORDERS = ('lsb', 'msb')
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing:
+  """How problems become steps.
+
+  Attributes:
+    max_digits: the longest operand the model is built for (fixes `problem_len`).
+    framing: 'problem' or 'stream' (module docstring).
+    digit_order: 'lsb' or 'msb': the order digits of operands and answer are written in.
+  """
+  max_digits: int = 4
+  framing: str = 'problem'
+  digit_order: str = 'lsb'
+
+  def __post_init__(self):
+    if self.framing not in FRAMINGS:
+      raise ValueError(f'framing must be one of {FRAMINGS}, got {self.framing!r}')
+    if self.digit_order not in DIGIT_ORDERS:
+      raise ValueError(f'digit_order must be one of {DIGIT_ORDERS}, got {self.digit_order!r}')
+
+  @property
+  def problem_len(self) -> int:
+    """Tokens of `a×b<EOS>` with both operands at `max_digits`."""
+    return 2 * self.max_digits + 2
+
+  @property
+  def tokens_per_step(self) -> int:
+    """n: input tokens per step."""
+    return self.problem_len + 1 if self.framing == 'problem' else 1
+
+  def num_steps(self, digits: int) -> int:
+    """S for operands of up to `digits` digits (answer of up to 2*digits digits, then EOS)."""
+    answer_steps = 2 * digits + 1
+    return answer_steps if self.framing == 'problem' else 2 * digits + 2 + answer_steps
+
+  def answer_start(self, digits: int) -> int:
+    """First step whose prediction is an answer token."""
+    return 0 if self.framing == 'problem' else 2 * digits + 1
+
+  def _digits(self, number: int) -> List[int]:
+    d = tok.number_to_tokens(number)
+    return d[::-1] if self.digit_order == 'lsb' else d
+
+  def problem_tokens(self, a: int, b: int) -> List[int]:
+    """`a×b<EOS>` in this framing's digit order."""
+    return self._digits(a) + [tok.TIMES_TOKEN] + self._digits(b) + [tok.EOS_TOKEN]
+
+  def answer_tokens(self, product: int) -> List[int]:
+    """The product's digits in this framing's digit order, then EOS."""
+    return self._digits(product) + [tok.EOS_TOKEN]
+
+  def answer_to_number(self, tokens: Sequence[int]) -> Optional[int]:
+    """Decodes predicted answer tokens (up to the first EOS); None if not a number."""
+    digits = []
+    for t in tokens:
+      if int(t) == tok.EOS_TOKEN:
+        break
+      if int(t) not in tok.DIGIT_TOKENS:
+        return None
+      digits.append(int(t))
+    if not digits:
+      return None
+    if self.digit_order == 'lsb':
+      digits = digits[::-1]
+    return tok.tokens_to_number(digits)
+
+  def encode(self, a: np.ndarray, b: np.ndarray, digits: int) -> Dict[str, np.ndarray]:
+    """Encodes operand arrays `[B]` into a teacher-forced batch with S = num_steps(digits).
+
+    Returns:
+      dict with `inputs [B, S, n]` int32, `targets [B, S]` int32, `a [B]`, `b [B]` int64.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    if np.any(a < 0) or np.any(b < 0):
+      raise ValueError('operands must be non-negative')
+    longest = max(len(str(int(v))) for v in np.concatenate([a, b]))
+    if longest > min(digits, self.max_digits):
+      raise ValueError(f'an operand has {longest} digits; this batch allows '
+                       f'{min(digits, self.max_digits)} (model max_digits={self.max_digits})')
+    batch, steps, start = len(a), self.num_steps(digits), self.answer_start(digits)
+    inputs = np.full((batch, steps, self.tokens_per_step), tok.PAD_TOKEN, np.int32)
+    targets = np.full((batch, steps), tok.PAD_TOKEN, np.int32)
+    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
+      problem = self.problem_tokens(x, y)
+      answer = self.answer_tokens(x * y)
+      targets[i, start:start + len(answer)] = answer
+      if self.framing == 'problem':
+        inputs[i, :, :len(problem)] = problem
+      else:
+        inputs[i, :len(problem), 0] = problem
+      # Teacher forcing: the token predicted at step t is the input of step t + 1.
+      inputs[i, start + 1:start + len(answer), -1] = answer[:-1]
+    return {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
+
+
+def stage_digits(stage: int) -> int:
+  """Digits of the largest operand in curriculum stage `stage` (1-based)."""
+  return len(str(STAGES[stage - 1][1]))
+
+
+def sample_operands(rng: np.random.Generator, batch_size: int, low: int, high: int,
+                    low_b: Optional[int] = None, high_b: Optional[int] = None):
+  """Uniform operands a in [low, high] and b in [low_b, high_b] (default: same range)."""
+  low_b = low if low_b is None else low_b
+  high_b = high if high_b is None else high_b
+  return (rng.integers(low, high + 1, size=batch_size),
+          rng.integers(low_b, high_b + 1, size=batch_size))
+
+
+def digit_range(digits: int) -> Tuple[int, int]:
+  """Operands with exactly `digits` digits (1-digit operands are 1-9, as in stage 1)."""
+  return (1 if digits == 1 else 10 ** (digits - 1)), 10 ** digits - 1
+
+
+class MultiplicationDataset:
+  """Random multiplication problems over a 7-stage curriculum, from a seeded numpy RNG.
+
+  Attributes:
+    stages: the 7 `(min_val, max_val)` operand ranges.
+    current_stage: 1-based index into `stages`.
+  """
+  stages = STAGES
+
+  def __init__(self, batch_size: int = 32, seed: int = 0, stage: int = 1,
+               framing: Framing = Framing(), augment: bool = True):
+    if not 1 <= stage <= len(STAGES):
+      raise ValueError(f'stage must be in 1..{len(STAGES)}, got {stage}')
+    if stage_digits(len(STAGES)) > framing.max_digits:
+      raise ValueError('the curriculum needs max_digits >= 4')
+    self.batch_size = batch_size
+    self.current_stage = stage
+    self.framing = framing
+    self.augment = augment
+    self.rng = np.random.default_rng(seed)
+
+  def generate_batch(self) -> Dict[str, np.ndarray]:
+    """A batch of the current stage (see `Framing.encode` for its arrays)."""
+    low, high = self.stages[self.current_stage - 1]
+    a, b = sample_operands(self.rng, self.batch_size, low, high)
+    batch = self.framing.encode(a, b, stage_digits(self.current_stage))
+    return self.augment_batch(batch) if self.augment else batch
+
+  def augment_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Swaps the operands of a random half (a×b = b×a) and permutes the examples."""
+    a, b = batch['a'].copy(), batch['b'].copy()
+    swap = self.rng.random(len(a)) < 0.5
+    a[swap], b[swap] = b[swap], a[swap]
+    order = self.rng.permutation(len(a))
+    steps = batch['targets'].shape[1]
+    digits = next(d for d in range(1, self.framing.max_digits + 1)
+                  if self.framing.num_steps(d) == steps)
+    return self.framing.encode(a[order], b[order], digits)
+
+  def increase_difficulty(self) -> bool:
+    """Moves to the next stage; False if already at the last one."""
+    if self.current_stage >= len(self.stages):
+      return False
+    self.current_stage += 1
+    return True
+
+  @staticmethod
+  def should_increase_difficulty(accuracy_history: Sequence[float], threshold: float = 0.9,
+                                 window: int = 5) -> bool:
+    """True when the mean of the last `window` accuracies is at least `threshold`."""
+    if len(accuracy_history) < window:
+      return False
+    return float(np.mean(accuracy_history[-window:])) >= threshold
+
+  def get_state(self) -> str:
+    """The RNG state and stage as a JSON string (saved in checkpoints)."""
+    return json.dumps({'stage': self.current_stage, 'rng': self.rng.bit_generator.state})
+
+  def set_state(self, state: str):
+    """Restores what `get_state` returned."""
+    state = json.loads(state)
+    self.current_stage = int(state['stage'])
+    self.rng.bit_generator.state = state['rng']

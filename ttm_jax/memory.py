@@ -1,0 +1,169 @@
+"""Memory read and write (TTM paper §3.2-3.3).
+
+Read: summarize `concat(memory, inputs)` `[m+n, d]` to r tokens.
+Write: summarize `concat(memory, inputs, outputs)` `[m+n+r, d]` to m tokens, or one of the
+paper's comparison writes: NTM-style erase/add, or a FIFO that keeps the last m tokens.
+
+Pure single-example functions first (vmap/jit-able), then the Flax modules.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ttm_jax import summarize
+
+# memory_mode -> (read summarizer, write method). The first three are Scenic's modes.
+MEMORY_MODES = {
+    'TL': ('mlp', 'summarize'),
+    'TL-MHA': ('mha', 'summarize'),
+    'TL-AddErase': ('mlp', 'erase_add'),
+    'pool': ('pool', 'summarize'),
+    'fifo': ('mlp', 'fifo'),
+}
+
+
+def concat_memory_input(memory: jnp.ndarray, inputs: jnp.ndarray) -> jnp.ndarray:
+  """`[m, d]`, `[n, d]` -> `[m+n, d]`: the tokens the read summarizes."""
+  return jnp.concatenate([memory, inputs], axis=-2)
+
+
+def concat_for_write(memory: jnp.ndarray, inputs: jnp.ndarray,
+                     outputs: jnp.ndarray) -> jnp.ndarray:
+  """`[m, d]`, `[n, d]`, `[r, d]` -> `[m+n+r, d]`: the tokens the write summarizes."""
+  return jnp.concatenate([memory, inputs, outputs], axis=-2)
+
+
+def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -> jnp.ndarray:
+  """Concatenation write: the last m of `concat(memory, inputs, outputs)`, `[m, d]`."""
+  memory_size = memory.shape[-2]
+  return concat_for_write(memory, inputs, outputs)[-memory_size:]
+
+
+def erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase: jnp.ndarray,
+              add: jnp.ndarray) -> jnp.ndarray:
+  """NTM-style write of k heads into memory.
+
+  Args:
+    memory: `[m, d]`.
+    select: `[k, m]` soft selection of memory slots per head (rows sum to 1).
+    erase: `[k, d]` erase vectors in (0, 1).
+    add: `[k, d]` add vectors.
+
+  Returns:
+    `memory * prod_k(1 - select_k ⊗ erase_k) + mean_k(select_k ⊗ add_k)`, `[m, d]`.
+  """
+  keep = jnp.prod(1.0 - select[:, :, None] * erase[:, None, :], axis=0)
+  written = jnp.mean(select[:, :, None] * add[:, None, :], axis=0)
+  return memory * keep + written
+
+
+class AddPositionEmbedding(nn.Module):
+  """Adds a learned embedding per token position: `[B, N, d]` -> `[B, N, d]`."""
+
+  @nn.compact
+  def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
+    embedding = self.param('embedding', nn.initializers.normal(stddev=0.02),
+                           tokens.shape[1:], tokens.dtype)
+    return tokens + embedding
+
+
+class MemoryRead(nn.Module):
+  """Reads r tokens from memory and inputs by token summarization.
+
+  Attributes:
+    num_tokens: r, tokens handed to the processing unit.
+    summarizer: 'mlp', 'mha' or 'pool' (`summarize.SUMMARIZERS`).
+    use_positional_embedding: add a learned embedding per position of `[memory; inputs]`
+      (tells memory tokens from input tokens, and addresses memory by location).
+    dropout_rate: summarizer dropout.
+  """
+  num_tokens: int
+  summarizer: str = 'mlp'
+  use_positional_embedding: bool = False
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
+               train: bool = False) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`."""
+    tokens = jax.vmap(concat_memory_input)(memory, inputs)  # Shape: [B, m+n, d].
+    if self.use_positional_embedding:
+      tokens = AddPositionEmbedding(name='read_pos_embed')(tokens)
+    return summarize.make_summarizer(self.summarizer, self.num_tokens, self.dropout_rate,
+                                     name='summarize')(tokens, train)
+
+
+class EraseAddWrite(nn.Module):
+  """NTM-style write (Scenic's `TokenAddEraseWrite`): memory slots are soft-selected from the
+  memory itself, erase and add vectors come from the control tokens (the processing unit's
+  outputs).
+
+  Unlike Scenic, the erase vector goes through a sigmoid (as in the NTM) so that
+  `1 - select*erase` stays in [0, 1], and the add term is `mean(select*add)` as in the paper.
+
+  Attributes:
+    num_heads: k, write heads.
+    bottleneck_dim: hidden width of the MLPs.
+    dropout_rate: MLP dropout.
+  """
+  num_heads: int = 8
+  bottleneck_dim: int = 64
+  dropout_rate: float = 0.0
+
+  def _mlp(self, x, out_dim, name, train):
+    x = nn.gelu(nn.Dense(self.bottleneck_dim, name=f'{name}_hidden')(x))
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    return nn.Dense(out_dim, name=f'{name}_out')(x)
+
+  def _head_vectors(self, control, name, train):
+    """Control tokens `[B, r, d]` -> k vectors `[B, k, d]` (token-mixing then channel MLP)."""
+    x = nn.LayerNorm(name=f'{name}_norm')(control)
+    x = self._mlp(jnp.swapaxes(x, 1, 2), self.num_heads, f'{name}_tokens', train)
+    return self._mlp(jnp.swapaxes(x, 1, 2), control.shape[-1], f'{name}_channels', train)
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, control: jnp.ndarray,
+               train: bool = False) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, r, d]` -> `[B, m, d]`."""
+    logits = self._mlp(nn.LayerNorm(name='select_norm')(memory), self.num_heads, 'select',
+                       train)  # Shape: [B, m, k].
+    select = jax.nn.softmax(jnp.swapaxes(logits, 1, 2), axis=-1)  # Shape: [B, k, m].
+    erase = jax.nn.sigmoid(self._head_vectors(control, 'erase', train))
+    add = self._head_vectors(control, 'add', train)
+    self.sow('intermediates', 'select', select)
+    self.sow('intermediates', 'erase', erase)
+    self.sow('intermediates', 'add', add)
+    return jax.vmap(erase_add)(memory, select, erase, add)
+
+
+class MemoryWrite(nn.Module):
+  """Writes a new memory of m tokens from memory, inputs and the processing unit's outputs.
+
+  Attributes:
+    memory_size: m.
+    memory_mode: a key of MEMORY_MODES.
+    use_positional_embedding: add a learned embedding per position of
+      `[memory; inputs; outputs]` before summarizing.
+    dropout_rate: summarizer dropout.
+  """
+  memory_size: int
+  memory_mode: str = 'TL'
+  use_positional_embedding: bool = False
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray,
+               train: bool = False) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`."""
+    summarizer, method = MEMORY_MODES[self.memory_mode]
+    if method == 'erase_add':
+      return EraseAddWrite(dropout_rate=self.dropout_rate, name='erase_add')(
+          memory, outputs, train)
+    if method == 'fifo':
+      return jax.vmap(fifo_write)(memory, inputs, outputs)
+    tokens = jax.vmap(concat_for_write)(memory, inputs, outputs)  # Shape: [B, m+n+r, d].
+    if self.use_positional_embedding:
+      tokens = AddPositionEmbedding(name='write_pos_embed')(tokens)
+    return summarize.make_summarizer(summarizer, self.memory_size, self.dropout_rate,
+                                     name='summarize')(tokens, train)

@@ -1,0 +1,163 @@
+"""The multiplication model: token embeddings, the TTM encoder, and the output head.
+
+`tokens [B, S, n] -> embed [B, S, n, d] -> TTM encoder [B, S, r, d] -> mean over r ->
+head -> logits [B, S, 13]`. `step` is the same model on one step with the memory handed in and
+out (streaming inference), sharing every parameter with `__call__`.
+"""
+
+from typing import Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ttm_jax import tokens as tok
+from ttm_jax.ttm import TokenTuringMachineEncoder
+
+DIGIT_MASK_BIAS = -1000.0  # Added to digit logits after the first predicted EOS.
+EOS_BOOST = 1000.0  # Added to the EOS logit after the first predicted EOS.
+
+
+class OutputHead(nn.Module):
+  """`[..., d]` -> 13 logits: two GELU Dense layers (128, 64), then a digit head (10 digits +
+  "no digit") and an EOS head, combined over the vocabulary: digits 0-9 from the digit head,
+  EOS from the EOS head, and the "no digit" logit for the two non-answer tokens (× and PAD).
+
+  Attributes:
+    dropout_rate: dropout after each hidden layer.
+  """
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    x = nn.gelu(nn.Dense(128, name='pre_output1')(x))
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = nn.gelu(nn.Dense(64, name='pre_output2')(x))
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    digits = nn.Dense(11, name='digit_head')(x)  # Shape: [..., 11].
+    eos = nn.Dense(1, name='eos_head')(x)  # Shape: [..., 1].
+    no_digit = digits[..., 10:]
+    return jnp.concatenate([digits[..., :10], no_digit, eos, no_digit], axis=-1)
+
+
+def detect_eos(logits: jnp.ndarray) -> jnp.ndarray:
+  """Where the EOS head's probability (sigmoid of the EOS logit) exceeds 0.5: `[..., S]`."""
+  return jax.nn.sigmoid(logits[..., tok.EOS_TOKEN]) > 0.5
+
+
+def after_first_eos(has_eos: jnp.ndarray) -> jnp.ndarray:
+  """True at the steps strictly after the first True along the last axis: `[B, S]`."""
+  seen = jnp.cumsum(has_eos.astype(jnp.int32), axis=-1)
+  return (seen - has_eos.astype(jnp.int32)) > 0
+
+
+def apply_eos_masking(logits: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+  """Where `mask` `[...]` holds: digit logits += -1000 and the EOS logit += +1000."""
+  bias = jnp.zeros(tok.VOCAB_SIZE).at[jnp.array(tok.DIGIT_TOKENS)].set(DIGIT_MASK_BIAS)
+  bias = bias.at[tok.EOS_TOKEN].set(EOS_BOOST)
+  return logits + mask[..., None].astype(logits.dtype) * bias
+
+
+class MultiplicationTTM(nn.Module):
+  """A TTM that reads a multiplication problem step by step and writes the product.
+
+  Attributes:
+    hidden_size: d, the token width.
+    tokens_per_step: n, input tokens per step.
+    max_steps: the step-embedding table size (0: no step embedding).
+    process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
+      use_positional_embedding, memory_init, simple_unit: the TTM encoder's (`ttm.py`).
+    dropout_rate: dropout everywhere.
+  """
+  hidden_size: int = 128
+  tokens_per_step: int = 11
+  max_steps: int = 11
+  process_size: int = 16
+  memory_size: int = 96
+  memory_mode: str = 'TL'
+  processing_unit: str = 'transformer'
+  num_layers: int = 4
+  mlp_dim: int = 512
+  num_heads: int = 4
+  use_positional_embedding: bool = True
+  memory_init: str = 'learned'
+  simple_unit: bool = False
+  dropout_rate: float = 0.1
+
+  def setup(self):
+    self.token_embed = nn.Embed(tok.VOCAB_SIZE, self.hidden_size,
+                                embedding_init=nn.initializers.normal(stddev=0.01))
+    self.pos_embed = nn.Embed(self.tokens_per_step, self.hidden_size)
+    if self.max_steps:
+      self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
+    self.embed_norm = nn.LayerNorm()
+    self.embed_dropout = nn.Dropout(self.dropout_rate)
+    self.encoder = TokenTuringMachineEncoder(
+        process_size=self.process_size, memory_size=self.memory_size,
+        memory_mode=self.memory_mode, processing_unit=self.processing_unit,
+        num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
+        use_positional_embedding=self.use_positional_embedding,
+        dropout_rate=self.dropout_rate, memory_init=self.memory_init,
+        simple_unit=self.simple_unit)
+    self.head = OutputHead(self.dropout_rate)
+
+  def embed(self, tokens: jnp.ndarray, steps: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """Token + position (+ step) embeddings, LayerNorm, dropout.
+
+    Args:
+      tokens: `[..., n]` int tokens.
+      steps: step index of each row of tokens, broadcastable to `tokens.shape[:-1]`.
+      train: enables dropout.
+
+    Returns:
+      `[..., n, d]`.
+    """
+    x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
+    if self.max_steps:
+      steps = jnp.broadcast_to(steps, tokens.shape[:-1])
+      x = x + self.step_embed(steps)[..., None, :]
+    return self.embed_dropout(self.embed_norm(x), deterministic=not train)
+
+  def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """TTM outputs `[..., r, d]` -> vocabulary logits `[..., 13]` (mean over the r tokens)."""
+    return self.head(outputs.mean(axis=-2), train)
+
+  def initial_memory(self, batch_size: int) -> jnp.ndarray:
+    """`[batch_size, m, d]`."""
+    return self.encoder.initial_memory(batch_size, self.hidden_size)
+
+  def step(self, memory: jnp.ndarray, step_tokens: jnp.ndarray, step_index: jnp.ndarray,
+           train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """One streaming step.
+
+    Args:
+      memory: `[B, m, d]`.
+      step_tokens: `[B, n]` int tokens of this step.
+      step_index: int scalar or `[B]`, the step's index in its sequence.
+      train: enables dropout.
+
+    Returns:
+      `(new_memory [B, m, d], logits [B, 13])` (no EOS masking: that needs the history,
+      see `decode.py`).
+    """
+    x = self.embed(step_tokens, step_index, train)
+    memory, outputs = self.encoder.step(memory, x, train)
+    return memory, self.logits(outputs, train)
+
+  def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """Teacher-forced pass over all steps.
+
+    Args:
+      inputs: `[B, S, n]` int tokens.
+      train: enables dropout; off, logits after the first predicted EOS are masked.
+
+    Returns:
+      logits `[B, S, 13]`.
+    """
+    x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train)  # [B, S, n, d].
+    memory = self.initial_memory(inputs.shape[0])
+    outputs = self.encoder.scan_steps(memory, x, train)[1]  # Shape: [B, S, r, d].
+    logits = self.logits(outputs, train)
+    if not train:
+      logits = apply_eos_masking(logits, after_first_eos(detect_eos(logits)))
+    return logits

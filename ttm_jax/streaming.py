@@ -1,0 +1,90 @@
+"""Streaming inference: the memory is the state, so every step costs the same.
+
+The state is a plain pytree (a dict of arrays) for a batch of independent sessions:
+`memory [B, m, d]`, `step [B]` (each session's step index), `done [B]` (EOS seen). It can be
+saved with orbax, restored and continued. `greedy_decode` runs the multiplication model on
+this API, feeding each prediction back as the next step's input.
+"""
+
+import functools
+from typing import Dict, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ttm_jax import model as model_lib
+from ttm_jax import tokens as tok
+
+State = Dict[str, jnp.ndarray]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def init_state(model: nn.Module, params, batch_size: int) -> State:
+  """A fresh state for `batch_size` sessions."""
+  memory = model.apply({'params': params}, batch_size, method=model.initial_memory)
+  return {'memory': memory, 'step': jnp.zeros(batch_size, jnp.int32),
+          'done': jnp.zeros(batch_size, bool)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def step(model: nn.Module, params, state: State,
+         step_tokens: jnp.ndarray) -> Tuple[State, jnp.ndarray]:
+  """Advances every session by one step.
+
+  Args:
+    model: a `MultiplicationTTM`.
+    params: its parameters.
+    state: from `init_state` or an earlier `step`.
+    step_tokens: `[B, n]` int tokens.
+
+  Returns:
+    `(new_state, logits [B, 13])`; sessions past their first EOS get EOS-masked logits.
+  """
+  memory, logits = model.apply({'params': params}, state['memory'], step_tokens,
+                               state['step'], method=model.step)
+  logits = model_lib.apply_eos_masking(logits, state['done'])
+  new_state = {'memory': memory, 'step': state['step'] + 1,
+               'done': state['done'] | model_lib.detect_eos(logits)}
+  return new_state, logits
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reset(model: nn.Module, params, state: State, sessions: jnp.ndarray) -> State:
+  """Restarts the sessions where `sessions` `[B]` is True; the others are untouched."""
+  fresh = init_state(model, params, sessions.shape[0])
+  return jax.tree_util.tree_map(
+      lambda new, old: jnp.where(sessions.reshape((-1,) + (1,) * (old.ndim - 1)), new, old),
+      fresh, state)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray,
+                  answer_start: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """Decodes without teacher forcing.
+
+  Args:
+    model: a `MultiplicationTTM`.
+    params: its parameters.
+    inputs: `[B, S, n]` step tokens; only the problem part is read: from step
+      `answer_start + 1` on, the last slot is replaced by the previous step's prediction.
+    answer_start: the first step that predicts an answer token (`Framing.answer_start`).
+
+  Returns:
+    `(predictions [B, S], logits [B, S, 13])`.
+  """
+  def body(carry, xs):
+    state, previous = carry
+    t, step_tokens = xs
+    fed_back = step_tokens.at[:, -1].set(previous)
+    state, logits = step(model, params, state, jnp.where(t > answer_start, fed_back,
+                                                         step_tokens))
+    prediction = jnp.argmax(logits, axis=-1).astype(step_tokens.dtype)
+    return (state, prediction), (prediction, logits)
+
+  batch, steps, _ = inputs.shape
+  state = init_state(model, params, batch)
+  start = jnp.full((batch,), tok.PAD_TOKEN, inputs.dtype)
+  _, (predictions, logits) = jax.lax.scan(
+      body, (state, start), (jnp.arange(steps), jnp.swapaxes(inputs, 0, 1)))
+  return jnp.swapaxes(predictions, 0, 1), jnp.swapaxes(logits, 0, 1)

@@ -1,0 +1,200 @@
+"""Token Turing Machines (Ryoo et al. 2022, arXiv 2211.09119), mirroring Scenic's
+`token_turing` project: the unit, the simplified unit and the encoder over steps.
+
+Differences from Scenic, all deliberate:
+* the encoder passes `mlp_dim` and `num_heads` down to the unit (Scenic's never does);
+* the encoder runs its steps under `nn.scan` (compile time flat in the number of steps) and
+  exposes the same unit as a streaming `step`, sharing its parameters;
+* `memory_mode='none'` is the memory-less ablation and `memory_init='learned'` a learnable
+  initial memory (normal, stddev 0.01), besides Scenic's zeros;
+* `memory_mode` also offers 'pool' (pooling summarization) and 'fifo' (concatenation write).
+"""
+
+from typing import Tuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ttm_jax import memory as mem
+from ttm_jax import processing
+from ttm_jax import summarize
+
+MEMORY_MODES = tuple(mem.MEMORY_MODES) + ('none',)
+MEMORY_INITS = ('zeros', 'learned')
+
+
+class TokenTuringMachineUnit(nn.Module):
+  """One TTM step: read r tokens, process them, write a new memory of m tokens.
+
+  Attributes:
+    process_size: r, tokens read from `[memory; inputs]` and processed.
+    memory_size: m, memory tokens.
+    memory_mode: 'TL' (TokenLearner read and write), 'TL-MHA' (learned-query attention),
+      'TL-AddErase' (TokenLearner read, NTM-style erase/add write), 'pool', 'fifo', or
+      'none' (memory-less: read from the inputs only, memory passes through unchanged).
+    processing_unit: 'transformer', 'mixer' or 'mlp'.
+    num_layers: layers of the processing unit.
+    mlp_dim: MLP width in the processing unit.
+    num_heads: attention heads in the processing unit.
+    use_positional_embedding: learned read/write position embeddings.
+    dropout_rate: dropout rate everywhere in the unit.
+  """
+  process_size: int = 8
+  memory_size: int = 64
+  memory_mode: str = 'TL'
+  processing_unit: str = 'transformer'
+  num_layers: int = 1
+  mlp_dim: int = 512
+  num_heads: int = 12
+  use_positional_embedding: bool = False
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
+               train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """Applies one step.
+
+    Args:
+      memory: `[B, m, d]` (`[B, 0, d]` when memory_mode is 'none').
+      inputs: `[B, n, d]`, this step's input tokens.
+      train: enables dropout.
+
+    Returns:
+      `(new_memory [B, m, d], outputs [B, process_size, d])`.
+    """
+    if self.memory_mode not in MEMORY_MODES:
+      raise ValueError(f'unknown memory_mode {self.memory_mode!r}; expected one of '
+                       f'{MEMORY_MODES}')
+    read_summarizer = mem.MEMORY_MODES.get(self.memory_mode, ('mlp', None))[0]
+    read = mem.MemoryRead(self.process_size, read_summarizer, self.use_positional_embedding,
+                          self.dropout_rate, name='read')(memory, inputs, train)
+    outputs = processing.make_processing_unit(
+        self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
+        self.dropout_rate, name='process')(read, train)  # Shape: [B, r, d].
+    if self.memory_mode == 'none':
+      return memory, outputs
+    new_memory = mem.MemoryWrite(self.memory_size, self.memory_mode,
+                                 self.use_positional_embedding, self.dropout_rate,
+                                 name='write')(memory, inputs, outputs, train)
+    return new_memory, outputs
+
+
+class TokenTuringMachineSimpleUnit(nn.Module):
+  """Simplified TTM step: the processing unit itself maintains the memory.
+
+  The inputs are summarized to `process_size` tokens, `[memory; summary]` is processed, and
+  the processed memory positions become the new memory, the processed summary positions the
+  outputs. (Scenic slices the first `process_size` processed tokens as outputs and the rest as
+  memory, which mixes memory and input positions; we keep each position's role.)
+
+  Attributes: as in TokenTuringMachineUnit (no memory_mode).
+  """
+  process_size: int = 16
+  memory_size: int = 96
+  processing_unit: str = 'transformer'
+  num_layers: int = 1
+  mlp_dim: int = 512
+  num_heads: int = 12
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
+               train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """`([B, m, d], [B, n, d])` -> `(new_memory [B, m, d], outputs [B, process_size, d])`."""
+    summary = summarize.TokenLearner(self.process_size, dropout_rate=self.dropout_rate,
+                                     name='summarize')(inputs, train)
+    tokens = jnp.concatenate([memory, summary], axis=1)  # Shape: [B, m+r, d].
+    tokens = processing.make_processing_unit(
+        self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
+        self.dropout_rate, name='process')(tokens, train)
+    memory_size = memory.shape[1]
+    return tokens[:, :memory_size], tokens[:, memory_size:]
+
+
+class InitialMemory(nn.Module):
+  """The memory a sequence starts from: zeros (Scenic) or learned, normal(stddev=0.01).
+
+  Attributes:
+    memory_size: m (0 for the memory-less ablation).
+    memory_init: 'zeros' or 'learned'.
+  """
+  memory_size: int
+  memory_init: str = 'zeros'
+
+  @nn.compact
+  def __call__(self, batch_size: int, dim: int) -> jnp.ndarray:
+    """Returns `[batch_size, m, dim]`."""
+    if self.memory_init not in MEMORY_INITS:
+      raise ValueError(f'unknown memory_init {self.memory_init!r}; expected one of '
+                       f'{MEMORY_INITS}')
+    if self.memory_init == 'learned' and self.memory_size:
+      memory = self.param('memory', nn.initializers.normal(stddev=0.01),
+                          (self.memory_size, dim))
+    else:
+      memory = jnp.zeros((self.memory_size, dim))
+    return jnp.broadcast_to(memory, (batch_size, self.memory_size, dim))
+
+
+def _unit_step(unit: nn.Module, memory: jnp.ndarray, step_inputs: jnp.ndarray, train: bool):
+  return unit(memory, step_inputs, train)
+
+
+class TokenTuringMachineEncoder(nn.Module):
+  """The TTM over steps: `inputs [B, S, n, d] -> outputs [B, S, process_size, d]`.
+
+  The steps run under `nn.scan` (parameters shared, dropout RNG split per step). `step` is the
+  same unit called on one step with the memory handed in and out: the streaming API, with
+  the encoder's parameters.
+
+  Attributes: as in TokenTuringMachineUnit, plus
+    memory_init: 'zeros' (Scenic) or 'learned'.
+    simple_unit: use TokenTuringMachineSimpleUnit instead of TokenTuringMachineUnit.
+  """
+  process_size: int = 8
+  memory_size: int = 64
+  memory_mode: str = 'TL'
+  processing_unit: str = 'transformer'
+  num_layers: int = 4
+  mlp_dim: int = 512
+  num_heads: int = 12
+  use_positional_embedding: bool = False
+  dropout_rate: float = 0.0
+  memory_init: str = 'zeros'
+  simple_unit: bool = False
+
+  def setup(self):
+    if self.simple_unit:
+      self.unit = TokenTuringMachineSimpleUnit(
+          self.process_size, self.memory_size, self.processing_unit, self.num_layers,
+          self.mlp_dim, self.num_heads, self.dropout_rate)
+    else:
+      self.unit = TokenTuringMachineUnit(
+          self.process_size, self.memory_size, self.memory_mode, self.processing_unit,
+          self.num_layers, self.mlp_dim, self.num_heads, self.use_positional_embedding,
+          self.dropout_rate)
+    memory_size = 0 if self.memory_mode == 'none' else self.memory_size
+    self.initial = InitialMemory(memory_size, self.memory_init)
+
+  def initial_memory(self, batch_size: int, dim: int) -> jnp.ndarray:
+    """The starting memory, `[batch_size, m, dim]`."""
+    return self.initial(batch_size, dim)
+
+  def step(self, memory: jnp.ndarray, step_inputs: jnp.ndarray,
+           train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """One streaming step: `([B, m, d], [B, n, d])` -> `([B, m, d], [B, r, d])`."""
+    return self.unit(memory, step_inputs, train)
+
+  def scan_steps(self, memory: jnp.ndarray, inputs: jnp.ndarray,
+                 train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """All steps from a given memory: `([B, m, d], [B, S, n, d])` ->
+    `(final memory [B, m, d], outputs [B, S, r, d])`."""
+    scan = nn.scan(_unit_step, variable_broadcast='params',
+                   variable_axes={'intermediates': 1},
+                   split_rngs={'params': False, 'dropout': True},
+                   in_axes=(1, nn.broadcast), out_axes=1)
+    return scan(self.unit, memory, inputs, train)
+
+  def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    """`[B, S, n, d]` -> `[B, S, process_size, d]`, starting from the initial memory."""
+    memory = self.initial_memory(inputs.shape[0], inputs.shape[-1])
+    return self.scan_steps(memory, inputs, train)[1]
