@@ -1,0 +1,97 @@
+"""Training a TTM to multiply, over the 7-stage curriculum.
+
+Arguments (comma separated, after a colon):
+  python main.py --config=configs/mult.py                 # the default setting
+  python main.py --config=configs/mult.py:stage=3         # start at curriculum stage 3
+  python main.py --config=configs/mult.py:runlocal        # tiny, trains in well under a minute
+  python main.py --config=configs/mult.py:paper           # the paper's model (d=128, m=96, r=16)
+Any field can then be overridden: --config.train.batch_size=128.
+"""
+
+import ml_collections
+
+ARGS = {'stage': int, 'runlocal': bool, 'paper': bool}
+
+
+def parse_arg(arg):
+  """`'stage=3,runlocal'` -> `{'stage': 3, 'runlocal': True, 'paper': False}`."""
+  parsed = {name: kind() for name, kind in ARGS.items()}
+  for item in filter(None, (arg or '').split(',')):
+    name, _, value = item.partition('=')
+    if name not in ARGS:
+      raise ValueError(f'unknown config argument {name!r}; known: {", ".join(ARGS)}')
+    parsed[name] = ARGS[name](value) if value else True
+  return parsed
+
+
+def get_config(arg=None):
+  """The config for `arg` (see the module docstring)."""
+  arg = parse_arg(arg)
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds parameters, dropout and the data RNG.
+
+  config.task = ml_collections.ConfigDict()
+  config.task.max_digits = 5  # Longest operand the model accepts (training uses up to 4).
+  config.task.framing = 'problem'  # 'problem' (whole problem every step) or 'stream'.
+  config.task.digit_order = 'lsb'  # 'lsb' or 'msb': digit order of operands and answer.
+
+  config.model = ml_collections.ConfigDict()
+  config.model.hidden_size = 128  # d: token width.
+  config.model.memory_size = 96  # m: memory tokens.
+  config.model.process_size = 16  # r: tokens read and processed per step.
+  config.model.memory_mode = 'TL'  # 'TL', 'TL-MHA', 'TL-AddErase', 'pool', 'fifo', 'none'.
+  config.model.processing_unit = 'transformer'  # 'transformer', 'mixer' or 'mlp'.
+  config.model.num_layers = 4  # Layers of the processing unit.
+  config.model.num_heads = 4  # Attention heads of the processing unit.
+  config.model.mlp_dim = 512  # MLP width of the processing unit.
+  config.model.use_positional_embedding = True  # Learned read/write position embeddings.
+  config.model.memory_init = 'learned'  # 'learned' (normal, stddev 0.01) or 'zeros'.
+  config.model.simple_unit = False  # TokenTuringMachineSimpleUnit instead of the full unit.
+  config.model.step_embedding = True  # Add a learned embedding of the step index.
+  config.model.dropout_rate = 0.1  # Dropout everywhere in the model.
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.peak_lr = 2e-3  # Learning rate after warmup (2x the base 1e-3).
+  config.optim.warmup_steps = 100  # Linear warmup from 0.
+  config.optim.decay_steps = 1000  # Cosine decay after warmup...
+  config.optim.end_lr = 1e-4  # ...down to this (alpha 0.1 of the base), then constant.
+  config.optim.restart_per_stage = False  # Restart warmup + cosine at each new stage.
+  config.optim.b1 = 0.9  # AdamW beta1.
+  config.optim.b2 = 0.99  # AdamW beta2.
+  config.optim.eps = 1e-8  # AdamW epsilon.
+  config.optim.weight_decay = 1e-4  # On weight matrices only (not biases, norms, embeddings).
+  config.optim.clip_norm = 1.0  # Global gradient-norm clipping.
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 64  # Global batch, split over all devices.
+  config.train.num_steps = 20000  # Total training steps (all stages).
+  config.train.steps_per_epoch = 100  # Train steps between evaluations.
+  config.train.start_stage = arg['stage'] or 1  # Curriculum stage to start from (1-7).
+  config.train.last_stage = 7  # Training ends when this stage is passed.
+  config.train.threshold = 0.9  # Promote when the mean of the last `window`...
+  config.train.window = 5  # ...evaluation sequence accuracies reaches `threshold`.
+  config.train.max_epochs_per_stage = 1000  # Force promotion after this many epochs.
+  config.train.patience = 20  # Stop after this many evaluations without improvement.
+  config.train.augment = True  # Operand swap and in-batch permutation.
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_examples = 256  # Fresh problems per periodic evaluation.
+  config.eval.num_per_size = 2000  # Problems per digit size in --mode=eval.
+  config.eval.sizes = '1x1,2x1,2x2,3x2,3x3,4x4'  # Digit sizes of the --mode=eval table.
+  config.eval.batch_size = 500  # Decoding batch in --mode=eval.
+  config.eval.log_examples = 3  # Example predictions logged per evaluation.
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.keep = 3  # Latest checkpoints kept (the best is kept separately).
+  config.checkpoint.every_epochs = 1  # Save every this many epochs.
+  # 'Best' and early stopping use progress = (stage - 1) + eval sequence accuracy.
+
+  if arg['paper']:
+    config.model.update(hidden_size=128, memory_size=96, process_size=16, num_layers=4,
+                        num_heads=4, mlp_dim=512)
+  if arg['runlocal']:
+    config.model.update(hidden_size=32, memory_size=8, process_size=4, num_layers=1,
+                        num_heads=2, mlp_dim=64)
+    config.train.update(batch_size=16, num_steps=60, steps_per_epoch=10, patience=5)
+    config.eval.update(num_examples=32, num_per_size=50, batch_size=50)
+  return config

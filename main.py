@@ -1,0 +1,32 @@
+"""Trains and evaluates a Token Turing Machine that multiplies.
+
+  python main.py --config=configs/mult.py                        # train (resumes if stopped)
+  python main.py --config=configs/mult.py --mode=eval            # accuracy table
+  echo 123x45 | python main.py --config=configs/mult.py --mode=predict
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from ttm_jax import cli
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/mult', 'Where checkpoints and metrics go.')
+_MODE = flags.DEFINE_enum('mode', 'train', cli.MODES, 'What to do.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
+  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  cli.run_app(main)

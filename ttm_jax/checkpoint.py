@@ -1,0 +1,162 @@
+"""Orbax checkpoints of a training run, and loading a trained model for inference.
+
+A workdir holds `config.json` (the config it was trained with), `checkpoints/` (the latest
+`keep` steps) and `best/` (the best step by curriculum progress). Each step has three items:
+`params`, `train` (optimizer state, step, RNG) and `meta` (JSON: curriculum stage, data RNG
+state, history, model and task config). Inference restores `params` and `meta` only, so a
+shipped checkpoint may leave `train` out.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from ttm_jax import factory
+from ttm_jax.log import log
+
+CONFIG_FILE = 'config.json'
+MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these.
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be used; the message says why."""
+
+
+def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False))
+
+
+def config_sections(config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """The part of a config that a checkpoint's parameters depend on."""
+  return {name: config[name].to_dict() for name in MATCHED_SECTIONS}
+
+
+def check_config_matches(saved: Dict[str, Any], config: ml_collections.ConfigDict,
+                         where: str):
+  """Raises CheckpointError naming every model/task field where `saved` differs."""
+  current = config_sections(config)
+  diffs = [f'{section}.{key}: checkpoint {saved.get(section, {}).get(key)!r} vs config '
+           f'{value!r}'
+           for section, fields in current.items() for key, value in fields.items()
+           if saved.get(section, {}).get(key) != value]
+  if diffs:
+    raise CheckpointError(f'the checkpoint in {where} does not match the config ('
+                          + '; '.join(diffs) + '): use the config it was trained with, or '
+                          'another --workdir')
+
+
+class Checkpoints:
+  """The latest and best checkpoints of one workdir."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.workdir = workdir
+    self.latest = _manager(os.path.join(workdir, 'checkpoints'), keep)
+    self.best = _manager(os.path.join(workdir, 'best'), 1)
+
+  def save(self, step: int, params, train_state, meta: Dict[str, Any], is_best: bool):
+    """Saves `step` as the latest (and, if `is_best`, as the best) checkpoint."""
+    args = ocp.args.Composite(params=ocp.args.StandardSave(params),
+                              train=ocp.args.StandardSave(train_state),
+                              meta=ocp.args.JsonSave(meta))
+    self.latest.save(step, args=args, force=True)
+    if is_best:
+      self.best.save(step, args=args, force=True)
+
+  def restore_latest(self, params_like, train_like,
+                     config: ml_collections.ConfigDict) -> Optional[Tuple[Any, Any, Dict]]:
+    """`(params, train_state, meta)` of the newest readable step, or None if there is none.
+
+    A step that fails to restore is reported and the one before it is tried.
+
+    Raises:
+      CheckpointError: the checkpoints were trained with another model or task config (checked
+        before anything is restored or overwritten).
+    """
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        meta = self.latest.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))['meta']
+        check_config_matches(meta['config'], config, self.latest.directory)
+        restored = self.latest.restore(step, args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(params_like),
+            train=ocp.args.StandardRestore(train_like)))
+      except CheckpointError:
+        raise
+      except Exception as e:  # Orbax raises many types for a damaged step.
+        log.warning('checkpoint step %d in %s is unreadable (%s: %s); trying the one '
+                    'before it', step, self.latest.directory, type(e).__name__,
+                    str(e).splitlines()[0][:200] if str(e) else '')
+        continue
+      return restored['params'], restored['train'], meta
+    return None
+
+  def close(self):
+    self.latest.close()
+    self.best.close()
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict):
+  """Writes `config.json`, atomically."""
+  os.makedirs(workdir, exist_ok=True)
+  tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
+  with open(tmp, 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except FileNotFoundError:
+    raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a training workdir') from None
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f'{path} is not valid JSON ({e})') from None
+
+
+def load_params(workdir: str, config: ml_collections.ConfigDict,
+                which: str = 'best') -> Tuple[Any, Dict[str, Any]]:
+  """Restores `(params, meta)` from `workdir/<which>` (`'best'`, else the latest step).
+
+  Raises:
+    CheckpointError: no checkpoint, a mismatching config, or an unreadable step.
+  """
+  model = factory.make_model(config)
+  framing = factory.make_framing(config)
+  tokens = jax.ShapeDtypeStruct((1, 1, framing.tokens_per_step), 'int32')
+  params_like = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))['params']
+  for folder in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
+    directory = os.path.join(workdir, folder)
+    if not os.path.isdir(directory):
+      continue
+    manager = _manager(directory, 1)
+    step = manager.latest_step()
+    if step is None:
+      continue
+    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    check_config_matches(meta['config'], config, directory)
+    try:
+      params = manager.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(params_like)))['params']
+    except Exception as e:  # Orbax raises many types for a damaged step.
+      raise CheckpointError(f'cannot read the parameters of step {step} in {directory} '
+                            f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+    return params, meta
+  raise CheckpointError(f'no checkpoint in {workdir} (looked in best/ and checkpoints/)')
+
+
+def load_for_inference(workdir: str):
+  """`(model, params, config)` of a workdir's best checkpoint, with the config it was trained
+  with."""
+  config = read_config(workdir)
+  params, _ = load_params(workdir, config)
+  return factory.make_model(config), params, config

@@ -1,0 +1,96 @@
+"""`--mode=eval` (accuracy per digit size on fresh problems) and `--mode=predict` (answers for
+problems read from a stream)."""
+
+import json
+import os
+import sys
+from typing import Dict, List, TextIO
+
+import ml_collections
+import numpy as np
+
+from ttm_jax import checkpoint as ckpt
+from ttm_jax import data as data_lib
+from ttm_jax import factory
+from ttm_jax import tokens as tok
+from ttm_jax import train
+
+
+def parse_sizes(sizes: str):
+  """`'1x1,2x1'` -> `[(1, 1), (2, 1)]`."""
+  try:
+    return [tuple(int(d) for d in size.split('x')) for size in sizes.split(',')]
+  except ValueError:
+    raise factory.ConfigError(f'config.eval.sizes={sizes!r}: expected e.g. "1x1,2x1"') from None
+
+
+def evaluate_sizes(model, params, config: ml_collections.ConfigDict,
+                   seed: int = 1234) -> List[Dict]:
+  """Exact-match and per-position accuracy per digit size on fresh random problems."""
+  framing = factory.make_framing(config)
+  rng = np.random.default_rng(seed)
+  rows = []
+  for da, db in parse_sizes(config.eval.sizes):
+    if max(da, db) > framing.max_digits:
+      raise factory.ConfigError(f'size {da}x{db} exceeds config.task.max_digits='
+                                f'{framing.max_digits}')
+    a, b = data_lib.sample_operands(rng, config.eval.num_per_size, *data_lib.digit_range(da),
+                                    *data_lib.digit_range(db))
+    decoded = train.decode_problems(model, params, framing, a, b, max(da, db),
+                                    config.eval.batch_size)
+    acc = train.accuracy_of(decoded)
+    rows.append({'size': f'{da}x{db}', 'count': len(a),
+                 'exact_match': float(np.mean(decoded['products'] == a * b)),
+                 'position_accuracy': acc['position_accuracy']})
+  return rows
+
+
+def format_table(rows: List[Dict]) -> str:
+  """A plain-text table of `evaluate_sizes` rows."""
+  lines = [f'{"size":>6} {"problems":>9} {"exact match":>12} {"per position":>13}']
+  lines += [f'{r["size"]:>6} {r["count"]:>9} {100 * r["exact_match"]:>11.2f}% '
+            f'{100 * r["position_accuracy"]:>12.2f}%' for r in rows]
+  return '\n'.join(lines)
+
+
+def run_eval(config: ml_collections.ConfigDict, workdir: str) -> List[Dict]:
+  """Restores the workdir's best checkpoint, prints the table, writes `workdir/eval.json`."""
+  params, meta = ckpt.load_params(workdir, config)
+  rows = evaluate_sizes(factory.make_model(config), params, config)
+  print(format_table(rows))
+  step = meta.get('curriculum', {}).get('stage')
+  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+    json.dump({'rows': rows, 'checkpoint_stage': step}, f, indent=2)
+  return rows
+
+
+def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str]) -> List[str]:
+  """One output line per input line: the product's digits, or `error: <why>`."""
+  framing = factory.make_framing(config)
+  outputs: List[str] = [''] * len(lines)
+  problems = {}
+  for i, line in enumerate(lines):
+    try:
+      problems[i] = tok.parse_problem(line, framing.max_digits)
+    except ValueError as e:
+      outputs[i] = f'error: {e}'
+  if problems:
+    index = list(problems)
+    a = np.array([problems[i][0] for i in index])
+    b = np.array([problems[i][1] for i in index])
+    digits = max(len(str(v)) for v in np.concatenate([a, b]))
+    decoded = train.decode_problems(model, params, framing, a, b, digits,
+                                    config.eval.batch_size)
+    for i, product in zip(index, decoded['products']):
+      outputs[i] = str(product) if product >= 0 else 'error: the model produced no number'
+  return outputs
+
+
+def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
+                stdout: TextIO = sys.stdout) -> int:
+  """Answers stdin's problems on stdout; returns 1 if any line was malformed, else 0."""
+  params, _ = ckpt.load_params(workdir, config)
+  lines = [line.rstrip('\n') for line in stdin]
+  outputs = predict_lines(factory.make_model(config), params, config, lines)
+  stdout.write(''.join(line + '\n' for line in outputs))
+  return int(any(line.startswith('error:') for line in outputs))

@@ -1,0 +1,42 @@
+"""Builds the task framing and the model from a config (`configs/mult.py`)."""
+
+import ml_collections
+
+from ttm_jax import data
+from ttm_jax import processing
+from ttm_jax import ttm
+from ttm_jax.model import MultiplicationTTM
+
+_CHOICES = {'memory_mode': ttm.MEMORY_MODES, 'processing_unit': processing.PROCESSING_UNITS,
+            'memory_init': ttm.MEMORY_INITS}
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def make_framing(config: ml_collections.ConfigDict) -> data.Framing:
+  """The step framing of `config.task`."""
+  try:
+    return data.Framing(config.task.max_digits, config.task.framing, config.task.digit_order)
+  except ValueError as e:
+    raise ConfigError(f'config.task: {e}') from None
+
+
+def make_model(config: ml_collections.ConfigDict) -> MultiplicationTTM:
+  """The `MultiplicationTTM` of `config.model`, sized for `config.task`."""
+  framing = make_framing(config)
+  m = config.model
+  for field, choices in _CHOICES.items():
+    if m[field] not in choices:
+      raise ConfigError(f'config.model.{field}={m[field]!r} is not one of {choices}')
+  if m.hidden_size % m.num_heads:
+    raise ConfigError(f'config.model.hidden_size={m.hidden_size} is not divisible by '
+                      f'config.model.num_heads={m.num_heads}')
+  return MultiplicationTTM(
+      hidden_size=m.hidden_size, tokens_per_step=framing.tokens_per_step,
+      max_steps=framing.num_steps(framing.max_digits) if m.step_embedding else 0,
+      process_size=m.process_size, memory_size=m.memory_size, memory_mode=m.memory_mode,
+      processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
+      num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,
+      memory_init=m.memory_init, simple_unit=m.simple_unit, dropout_rate=m.dropout_rate)

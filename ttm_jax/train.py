@@ -1,0 +1,278 @@
+"""Training over the curriculum: jitted train step on a device mesh, periodic greedy
+evaluation, promotion, early stopping, metrics, and orbax checkpoints that resume exactly.
+
+One epoch is `train.steps_per_epoch` steps followed by an evaluation on fresh problems of the
+current stage. Promotion: the mean of the last `train.window` evaluation sequence accuracies
+reaches `train.threshold`, or the stage has run `train.max_epochs_per_stage` epochs. Progress,
+the measure of 'best' and of early stopping, is `(stage - 1) + sequence accuracy`.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tensorboardX import SummaryWriter
+
+from ttm_jax import checkpoint as ckpt
+from ttm_jax import data as data_lib
+from ttm_jax import factory
+from ttm_jax import losses
+from ttm_jax import optim
+from ttm_jax import streaming
+
+from ttm_jax.log import log
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. a non-finite loss); the message says why."""
+
+
+def make_mesh() -> Mesh:
+  """A 1-D data-parallel mesh over all local devices."""
+  return Mesh(np.array(jax.local_devices()), ('data',))
+
+
+def init_state(model, tx, framing: data_lib.Framing, seed: int):
+  """Fresh `(params, train_state)`; train_state = {opt_state, step, rng}."""
+  init_key, dropout_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
+  tokens = jnp.zeros((1, 1, framing.tokens_per_step), jnp.int32)
+  params = model.init({'params': init_key, 'dropout': dropout_key}, tokens)['params']
+  return params, {'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
+                  'rng': train_key}
+
+
+def make_train_step(model, tx, schedule):
+  """The jitted `train_step(params, train_state, batch, schedule_start)` ->
+  `(params, train_state, metrics)`; the learning rate is `schedule(step - schedule_start)`."""
+  def train_step(params, train_state, batch, schedule_start):
+    rng, dropout_rng = jax.random.split(train_state['rng'])
+
+    def loss_fn(p):
+      logits = model.apply({'params': p}, batch['inputs'], train=True,
+                           rngs={'dropout': dropout_rng})
+      return losses.compute_total_loss(logits, batch['targets']), logits
+
+    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    opt_state = train_state['opt_state']
+    learning_rate = schedule(train_state['step'] - schedule_start)
+    opt_state.hyperparams['learning_rate'] = learning_rate
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = losses.metrics(logits, batch['targets'])
+    metrics.update(grad_norm=optax.global_norm(grads), update_norm=optax.global_norm(updates),
+                   learning_rate=learning_rate)
+    return params, {'opt_state': opt_state, 'step': train_state['step'] + 1,
+                    'rng': rng}, metrics
+
+  return jax.jit(train_step, donate_argnums=(0, 1))
+
+
+def decode_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
+                    digits: int, batch_size: int) -> Dict[str, np.ndarray]:
+  """Greedy decoding (no teacher forcing) of `a×b`, in batches.
+
+  Returns:
+    dict with `predictions [N, S]`, `targets [N, S]`, `products [N]` (the decoded answers,
+    -1 where not a number).
+  """
+  predictions, targets = [], []
+  for start in range(0, len(a), batch_size):
+    batch = framing.encode(a[start:start + batch_size], b[start:start + batch_size], digits)
+    pred, _ = streaming.greedy_decode(model, params, jnp.asarray(batch['inputs']),
+                                      framing.answer_start(digits))
+    predictions.append(np.asarray(pred))
+    targets.append(batch['targets'])
+  predictions, targets = np.concatenate(predictions), np.concatenate(targets)
+  start = framing.answer_start(digits)
+  products = np.array([framing.answer_to_number(p[start:]) for p in predictions], object)
+  return {'predictions': predictions, 'targets': targets,
+          'products': np.array([-1 if p is None else p for p in products], np.int64)}
+
+
+def accuracy_of(decoded: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """Position and sequence accuracy of `decode_problems` output."""
+  acc = losses.accuracy(jnp.asarray(decoded['predictions']), jnp.asarray(decoded['targets']))
+  return {k: float(v) for k, v in acc.items()}
+
+
+class MetricsWriter:
+  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`."""
+
+  def __init__(self, workdir: str):
+    self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
+    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+  def write(self, step: int, split: str, metrics: Dict[str, Any]):
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)):
+        self.tb.add_scalar(f'{split}/{name}', value, step)
+    self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+    self.jsonl.flush()
+
+  def close(self):
+    self.tb.close()
+    self.jsonl.close()
+
+
+@dataclasses.dataclass
+class Curriculum:
+  """Where training stands in the curriculum (saved as checkpoint meta)."""
+  stage: int
+  schedule_start: int = 0  # Step the learning-rate schedule counts from.
+  history: list = dataclasses.field(default_factory=list)  # Eval accuracies this stage.
+  epochs_in_stage: int = 0
+  best_progress: float = -1.0
+  evals_since_best: int = 0
+  finished: str = ''  # Why training ended, once it has.
+
+
+def _tree_is_finite(tree) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary."""
+  framing = factory.make_framing(config)
+  model = factory.make_model(config)
+  tc = config.train
+  if not 1 <= tc.start_stage <= tc.last_stage <= len(data_lib.STAGES):
+    raise factory.ConfigError(
+        f'need 1 <= config.train.start_stage ({tc.start_stage}) <= config.train.last_stage '
+        f'({tc.last_stage}) <= {len(data_lib.STAGES)}')
+  mesh = make_mesh()
+  if tc.batch_size % mesh.size:
+    raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
+                              f'the {mesh.size} devices')
+  replicated = NamedSharding(mesh, PartitionSpec())
+  sharded = NamedSharding(mesh, PartitionSpec('data'))
+
+  tx = optim.make_optimizer(config.optim)
+  schedule = optim.make_schedule(config.optim)
+  params, train_state = init_state(model, tx, framing, config.seed)
+  dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, tc.start_stage, framing,
+                                           tc.augment)
+  curriculum = Curriculum(stage=tc.start_stage)
+
+  checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
+  restored = checkpoints.restore_latest(params, train_state, config)
+  if restored is not None:
+    params, train_state, meta = restored
+    dataset.set_state(meta['data_state'])
+    curriculum = Curriculum(**meta['curriculum'])
+    log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
+  ckpt.write_config(workdir, config)
+  params, train_state = jax.device_put((params, train_state), replicated)
+  train_step = make_train_step(model, tx, schedule)
+  writer = MetricsWriter(workdir)
+
+  step = int(train_state['step'])
+  bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
+                  dynamic_ncols=True, disable=None)
+  try:
+    while step < tc.num_steps and not curriculum.finished:
+      epoch_metrics = []
+      epoch_start = time.perf_counter()
+      for _ in range(min(tc.steps_per_epoch, tc.num_steps - step)):
+        batch = dataset.generate_batch()
+        batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
+                               sharded)
+        params, train_state, metrics = train_step(params, train_state, batch,
+                                                  curriculum.schedule_start)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        step += 1
+        if not np.isfinite(metrics['loss']):
+          raise TrainingError(f'non-finite loss ({metrics["loss"]}) at step {step}, stage '
+                              f'{curriculum.stage}; nothing was saved from this epoch. Try a '
+                              'lower config.optim.peak_lr or config.optim.clip_norm')
+        epoch_metrics.append(metrics)
+        bar.update(1)
+        bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
+                        acc=f'{metrics["sequence_accuracy"]:.2f}', refresh=False)
+      seconds = time.perf_counter() - epoch_start
+      train_summary = {k: float(np.mean([m[k] for m in epoch_metrics]))
+                       for k in epoch_metrics[0]}
+      train_summary.update(stage=curriculum.stage,
+                           examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
+      writer.write(step, 'train', train_summary)
+
+      eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step)
+      writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
+      for line in eval_summary['examples']:
+        bar.write(f'  step {step} stage {curriculum.stage}: {line}')
+      _advance(curriculum, eval_summary['sequence_accuracy'], step, dataset, tc)
+      bar.set_description(f'stage {curriculum.stage}')
+
+      is_best = curriculum.evals_since_best == 0
+      if not _tree_is_finite(params):
+        raise TrainingError(f'non-finite parameters at step {step}; not saved')
+      if is_best or curriculum.finished or \
+          (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
+        checkpoints.save(step, params, train_state, {
+            'curriculum': dataclasses.asdict(curriculum),
+            'data_state': dataset.get_state(),
+            'config': ckpt.config_sections(config)}, is_best)
+  finally:
+    bar.close()
+    writer.close()
+    checkpoints.close()
+  summary = {'step': step, 'stage': curriculum.stage,
+             'finished': curriculum.finished or f'reached num_steps={tc.num_steps}',
+             'best_progress': curriculum.best_progress}
+  log.info('training ended: %s', summary)
+  return summary
+
+
+def _advance(curriculum: Curriculum, accuracy: float, step: int,
+             dataset: data_lib.MultiplicationDataset, tc: ml_collections.ConfigDict):
+  """Updates the curriculum after an evaluation: best/patience, then promotion."""
+  curriculum.history.append(accuracy)
+  curriculum.epochs_in_stage += 1
+  progress = curriculum.stage - 1 + accuracy
+  if progress > curriculum.best_progress:
+    curriculum.best_progress, curriculum.evals_since_best = progress, 0
+  else:
+    curriculum.evals_since_best += 1
+  promote = (dataset.should_increase_difficulty(curriculum.history, tc.threshold, tc.window)
+             or curriculum.epochs_in_stage >= tc.max_epochs_per_stage)
+  if promote:
+    if curriculum.stage >= tc.last_stage:
+      curriculum.finished = f'passed stage {curriculum.stage}'
+      return
+    dataset.current_stage = curriculum.stage = curriculum.stage + 1
+    curriculum.history, curriculum.epochs_in_stage = [], 0
+    curriculum.schedule_start = step
+    log.info('promoted to stage %d at step %d', curriculum.stage, step)
+  elif curriculum.evals_since_best >= tc.patience:
+    curriculum.finished = (f'early stopping: no improvement in {tc.patience} evaluations '
+                           f'(stage {curriculum.stage})')
+
+
+def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collections.ConfigDict,
+                   stage: int, step: int) -> Dict[str, Any]:
+  """Greedy-decoding accuracy on `config.eval.num_examples` fresh problems of `stage`.
+
+  The problems come from an RNG seeded by (seed, step), so evaluation neither touches the
+  training data stream nor changes when a run is resumed.
+  """
+  rng = np.random.default_rng([config.seed, step, 1])
+  low, high = data_lib.STAGES[stage - 1]
+  a, b = data_lib.sample_operands(rng, config.eval.num_examples, low, high)
+  decoded = decode_problems(model, params, framing, a, b, data_lib.stage_digits(stage),
+                            config.eval.batch_size)
+  summary = accuracy_of(decoded)
+  summary['stage'] = stage
+  summary['examples'] = [
+      f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
+      for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
+                         decoded['products'][:config.eval.log_examples])]
+  return summary
+
