@@ -55,8 +55,8 @@ INFO_KEYS = frozenset({'problem', 'target', 'prediction', 'correct', 'num_steps'
 
 PathLike = Union[str, os.PathLike]
 Record = Dict[str, Any]
-# (memory [m, d], step_inputs [n] int) -> (new_memory [m, d], logits [vocab]).
-StepFn = Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]
+# (memory [m, d], step_inputs [n] int, step index) -> (new_memory [m, d], logits [vocab]).
+StepFn = Callable[[np.ndarray, np.ndarray, int], Tuple[np.ndarray, np.ndarray]]
 
 
 class DumpError(Exception):
@@ -390,9 +390,10 @@ def synthetic_sequence(problem: str = '123×45', *, d: int = 128, m: int = 96, r
   """Realistic-shape records of one problem-per-step sequence, with made-up values.
 
   Step t sees `problem tokens + <EOS> + answer token t-1` padded to `n` and emits answer
-  token t (digits most significant first, then <EOS>). Memory starts random and evolves
-  by a smooth random map, or by `step_fn` when given (then `memory_out`, `logits` and
-  `prediction` are exactly what `step_fn` computes, so replays can be checked against it).
+  token t (digits most significant first, then <EOS>). Memory starts as noisy waves that
+  drift along the embedding axis, or evolves by `step_fn` when given (then `memory_out`,
+  `logits` and `prediction` are exactly what `step_fn` computes, so replays can be checked
+  against it).
 
   Returns:
     `(records, info)` ready for `write_sequence`: per step `inputs [n]`, `memory_in
@@ -412,8 +413,10 @@ def synthetic_sequence(problem: str = '123×45', *, d: int = 128, m: int = 96, r
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
-  memory = rng.normal(0.0, 0.5, (m, d)).astype(np.float32)
-  mixing = rng.normal(0.0, 1.0 / np.sqrt(d), (d, d)).astype(np.float32)
+  # Smooth waves plus noise, drifting along the embedding axis step by step.
+  slots, dims = np.meshgrid(np.linspace(0, 1, m), np.linspace(0, 1, d), indexing='ij')
+  memory = (np.sin(2 * np.pi * (rng.uniform(1, 3) * slots + rng.uniform(1, 4) * dims))
+            + rng.normal(0.0, 0.3, (m, d))).astype(np.float32)
   predicted = []
   for step, target_token in enumerate(answer):
     previous = answer[step - 1] if step else tokens.PAD_TOKEN
@@ -426,11 +429,11 @@ def synthetic_sequence(problem: str = '123×45', *, d: int = 128, m: int = 96, r
     add('outputs', rng.normal(0, 1, (r, d)).astype(np.float32), 'process', step)
     add('write_weights', softmax(rng.normal(0, 2, (m, m + n + r))), 'write', step)
     if step_fn is None:
-      memory = np.tanh(0.8 * memory @ mixing + 0.3 * rng.normal(0, 1, (m, d)))
+      memory = np.tanh(1.2 * np.roll(memory, 4, axis=1) + 0.3 * rng.normal(0, 1, (m, d)))
       logits = rng.normal(0, 1, 13)
       logits[target_token if rng.random() < 0.9 else rng.integers(13)] += 4.0
     else:
-      memory, logits = step_fn(memory, inputs)
+      memory, logits = step_fn(memory, inputs, step)
     memory = np.asarray(memory, np.float32)
     logits = np.asarray(logits, np.float32)
     add('memory_out', memory, 'memory', step)
