@@ -82,6 +82,7 @@ class DashboardApp(mglw.WindowConfig):
     scene: voxels of the current step (None before anything loaded).
     selected: the selected element, or None; `selected_index` its voxel (-1 if hidden).
     hovered: voxel under the mouse, or -1.
+    boxes: `(low [N, 3], high [N, 3])` of the voxels as drawn (what picking tests).
     step_fn: the model step used by replay (from `--checkpoint`), or None.
     replay_result: the last replay, or None.
     messages: recent errors and notices, newest last.
@@ -149,7 +150,7 @@ class DashboardApp(mglw.WindowConfig):
     self._loaded: Optional[Tuple[int, str]] = None
     self._values_key = None
     self._edit_count = 0
-    self._boxes = (np.zeros((0, 3)), np.zeros((0, 3)))
+    self.boxes = (np.zeros((0, 3)), np.zeros((0, 3)))
     self._item_names: Tuple[str, ...] = ()
     if args.checkpoint:
       try:
@@ -231,7 +232,7 @@ class DashboardApp(mglw.WindowConfig):
     self.wnd.use()
     self.ctx.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
     if self.scene is not None and self.scene.count:
-      self.voxels.render(self._view_projection(), self.camera.eye, self._gl_view_rect(),
+      self.voxels.render(self.view_projection(), self.camera.eye, self._gl_view_rect(),
                          self.selected_index, self.hovered)
     self.ctx.viewport = (0, 0, *self.wnd.buffer_size)
     imgui.render()
@@ -338,7 +339,7 @@ class DashboardApp(mglw.WindowConfig):
       mapped = self.scene.values(records)
       self.voxels.set_values(mapped.values)
       self.raw_values = mapped.raw
-      self._boxes = renderer_lib.voxel_boxes(self.scene.positions, self.scene.sizes,
+      self.boxes = renderer_lib.voxel_boxes(self.scene.positions, self.scene.sizes,
                                              mapped.values)
     self.selected_index = self._voxel_of(self.selected)
 
@@ -374,7 +375,8 @@ class DashboardApp(mglw.WindowConfig):
   def _view_aspect(self) -> float:
     return max(self.view_rect[2], 1.0) / max(self.view_rect[3], 1.0)
 
-  def _view_projection(self) -> np.ndarray:
+  def view_projection(self) -> np.ndarray:
+    """`projection @ view` of the 3D view, `[4, 4]`."""
     return self.camera.view_projection(self._view_aspect())
 
   def _gl_view_rect(self) -> Tuple[int, int, int, int]:
@@ -389,8 +391,8 @@ class DashboardApp(mglw.WindowConfig):
     if self.scene is None:
       return -1
     vx, vy, vw, vh = self.view_rect
-    origin, direction = picking.screen_ray(x - vx, y - vy, vw, vh, self._view_projection())
-    return picking.pick(origin, direction, *self._boxes)
+    origin, direction = picking.screen_ray(x - vx, y - vy, vw, vh, self.view_projection())
+    return picking.pick(origin, direction, *self.boxes)
 
   def select(self, voxel: int) -> None:
     """Selects scene voxel `voxel` (-1 clears the selection)."""
@@ -498,7 +500,7 @@ class DashboardApp(mglw.WindowConfig):
       return
     x0, y0, w, h = self.view_rect
     anchors = np.array([item.label_anchor for item in self.scene.items])
-    screen, in_front = picking.project(anchors, self._view_projection(), w, h)
+    screen, in_front = picking.project(anchors, self.view_projection(), w, h)
     draw = imgui.get_window_draw_list()
     color = imgui.IM_COL32(220, 220, 220, 255)
     height = imgui.get_text_line_height()

@@ -94,7 +94,7 @@ class OrbitCamera:
 
   def orbit(self, dx: float, dy: float) -> None:
     """Rotates around the target by a mouse drag of `(dx, dy)` pixels."""
-    self.azimuth = (self.azimuth - dx * self.ORBIT_DEG_PER_PIXEL) % 360.0
+    self.azimuth = self.azimuth - dx * self.ORBIT_DEG_PER_PIXEL
     self.elevation = float(np.clip(self.elevation + dy * self.ORBIT_DEG_PER_PIXEL, -89, 89))
 
   def pan(self, dx: float, dy: float, viewport_height: float) -> None:

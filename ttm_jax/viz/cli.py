@@ -111,4 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'ms/frame)')
   else:
     mglw.run_window_config_instance(app)
+    return 0
+  app.close()
+  app.wnd.destroy()
   return 0
