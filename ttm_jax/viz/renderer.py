@@ -19,6 +19,7 @@ MIN_HEIGHT = 0.15  # z extent factor of a voxel at value 0 (1 at value 1); see v
 MERGE_GAP = 8  # Changed runs closer than this many voxels are written as one range.
 GEOMETRY_STRIDE = 24  # Bytes per voxel: centre 3f + size 3f.
 VALUE_STRIDE = 4  # Bytes per voxel: value 1f.
+COLORMAP_SIZE = 256  # Entries of the shader's colour lookup table.
 
 
 def voxel_boxes(positions: np.ndarray, sizes: np.ndarray,
@@ -80,10 +81,10 @@ class VoxelRenderer:
         vertex_shader=(SHADER_DIR / 'voxel.vert').read_text(encoding='utf-8'),
         fragment_shader=(SHADER_DIR / 'voxel.frag').read_text(encoding='utf-8'))
     self.program['u_min_height'].value = MIN_HEIGHT
-    self.program['u_colormap'].value = 0
     table = np.ascontiguousarray(color_table, np.float32)
-    self.colormap = ctx.texture((len(table), 1), 3, table.tobytes(), dtype='f4')
-    self.colormap.repeat_x = self.colormap.repeat_y = False
+    if table.shape != (COLORMAP_SIZE, 3):
+      raise ValueError(f'colour table must be [{COLORMAP_SIZE}, 3], got {table.shape}')
+    self.program['u_colormap'].write(table.tobytes())
     self.cube = ctx.buffer(_cube_faces().tobytes())
     self.count = 0
     self.geometry_writes = 0
@@ -140,7 +141,6 @@ class VoxelRenderer:
     self.ctx.viewport = viewport
     self.ctx.scissor = viewport
     self.ctx.enable_only(moderngl.DEPTH_TEST)
-    self.colormap.use(0)
     self._vao.render(moderngl.TRIANGLES, instances=self.count)
     self.ctx.scissor = None
 
@@ -153,5 +153,5 @@ class VoxelRenderer:
     """Frees the GPU resources."""
     self._release_instances()
     self._vao = self._geometry = self._value_buffer = None
-    for resource in (self.cube, self.colormap, self.program):
+    for resource in (self.cube, self.program):
       resource.release()

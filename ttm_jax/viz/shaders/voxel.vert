@@ -16,7 +16,8 @@ uniform vec3 u_eye;
 uniform float u_min_height;  // z extent factor at value 0 (1 at value 1).
 uniform int u_selected;      // Instance drawn highlighted, or -1.
 uniform int u_hovered;       // Instance drawn brightened, or -1.
-uniform sampler2D u_colormap;  // 256 x 1 RGB lookup table.
+uniform vec3 u_colormap[256];  // RGB lookup table (an array: llvmpipe samples textures
+                               // in vertex shaders far more slowly).
 
 flat out vec3 v_color;
 
@@ -29,7 +30,7 @@ void main() {
   vec3 extent = in_size * vec3(1.0, 1.0, mix(u_min_height, 1.0, value));
   gl_Position = u_view_projection * vec4(in_center + in_corner * toward * extent, 1.0);
 
-  vec3 base = texture(u_colormap, vec2((value * 255.0 + 0.5) / 256.0, 0.5)).rgb;
+  vec3 base = u_colormap[int(value * 255.0 + 0.5)];
   float light = 0.6 + 0.4 * max(dot(in_normal * toward, LIGHT), 0.0);
   vec3 color = base * light;
   if (gl_InstanceID == u_selected) {
