@@ -144,12 +144,15 @@ class MultiplicationTTM(nn.Module):
     memory, outputs = self.encoder.step(memory, x, train)
     return memory, self.logits(outputs, train)
 
-  def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+  def __call__(self, inputs: jnp.ndarray, train: bool = False,
+               answer_start: int = 0) -> jnp.ndarray:
     """Teacher-forced pass over all steps.
 
     Args:
       inputs: `[B, S, n]` int tokens.
       train: enables dropout; off, logits after the first predicted EOS are masked.
+      answer_start: the first step that predicts an answer token; an EOS predicted before it
+        does not count (`Framing.answer_start`).
 
     Returns:
       logits `[B, S, 13]`.
@@ -159,5 +162,6 @@ class MultiplicationTTM(nn.Module):
     outputs = self.encoder.scan_steps(memory, x, train)[1]  # Shape: [B, S, r, d].
     logits = self.logits(outputs, train)
     if not train:
-      logits = apply_eos_masking(logits, after_first_eos(detect_eos(logits)))
+      answering = jnp.arange(inputs.shape[1]) >= answer_start
+      logits = apply_eos_masking(logits, after_first_eos(detect_eos(logits) & answering))
     return logits

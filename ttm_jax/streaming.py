@@ -27,9 +27,9 @@ def init_state(model: nn.Module, params, batch_size: int) -> State:
           'done': jnp.zeros(batch_size, bool)}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def step(model: nn.Module, params, state: State,
-         step_tokens: jnp.ndarray) -> Tuple[State, jnp.ndarray]:
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def step(model: nn.Module, params, state: State, step_tokens: jnp.ndarray,
+         answer_start: int = 0) -> Tuple[State, jnp.ndarray]:
   """Advances every session by one step.
 
   Args:
@@ -37,6 +37,8 @@ def step(model: nn.Module, params, state: State,
     params: its parameters.
     state: from `init_state` or an earlier `step`.
     step_tokens: `[B, n]` int tokens.
+    answer_start: steps before this one predict nothing, so an EOS there is not an answer's
+      end (`Framing.answer_start`).
 
   Returns:
     `(new_state, logits [B, 13])`; sessions past their first EOS get EOS-masked logits.
@@ -44,8 +46,9 @@ def step(model: nn.Module, params, state: State,
   memory, logits = model.apply({'params': params}, state['memory'], step_tokens,
                                state['step'], method=model.step)
   logits = model_lib.apply_eos_masking(logits, state['done'])
+  answering = state['step'] >= answer_start
   new_state = {'memory': memory, 'step': state['step'] + 1,
-               'done': state['done'] | model_lib.detect_eos(logits)}
+               'done': state['done'] | (answering & model_lib.detect_eos(logits))}
   return new_state, logits
 
 
@@ -77,8 +80,8 @@ def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray,
     state, previous = carry
     t, step_tokens = xs
     fed_back = step_tokens.at[:, -1].set(previous)
-    state, logits = step(model, params, state, jnp.where(t > answer_start, fed_back,
-                                                         step_tokens))
+    state, logits = step(model, params, state,
+                         jnp.where(t > answer_start, fed_back, step_tokens), answer_start)
     prediction = jnp.argmax(logits, axis=-1).astype(step_tokens.dtype)
     return (state, prediction), (prediction, logits)
 
