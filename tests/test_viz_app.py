@@ -2,6 +2,7 @@
 through the window's event handlers (ImGui io events)."""
 
 import hashlib
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -15,6 +16,7 @@ from ttm_jax import dumps
 from ttm_jax.viz import app as app_lib
 from ttm_jax.viz import cli
 from ttm_jax.viz import picking
+from ttm_jax.viz import replay as replay_lib
 from ttm_jax.viz import scene as scene_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -244,6 +246,61 @@ def test_edit_memory_and_replay_beside_the_original(dump_dir, open_app):
   frames(app)
   assert app.scene.item(scene_lib.REPLAY_PREFIX + 'memory_out') is None
   assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in dump_dir.iterdir()} == files
+
+
+def save_untrained_checkpoint(workdir):
+  """A real training workdir (config.json + orbax best/ step) holding initial parameters
+  of the `runlocal` model (d=32, m=8, r=4): what `--checkpoint` loads."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from ttm_jax import checkpoint  # pylint: disable=import-outside-toplevel
+  from ttm_jax import factory  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location('mult_config', ROOT / 'configs' / 'mult.py')
+  config_module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(config_module)
+  config = config_module.get_config('runlocal')
+  model = factory.make_model(config)
+  n = factory.make_framing(config).tokens_per_step
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 1, n), np.int32))['params']
+  checkpoint.write_config(str(workdir), config)
+  checkpoints = checkpoint.Checkpoints(str(workdir))
+  checkpoints.save(0, params, {'step': 0}, {'config': checkpoint.config_sections(config)},
+                   is_best=True)
+  checkpoints.close()
+  return model, params, n
+
+
+def test_checkpoint_replay_runs_the_real_model(tmp_path, open_app):
+  import jax  # pylint: disable=import-outside-toplevel
+  model, params, n = save_untrained_checkpoint(tmp_path / 'run')
+  step_fn = replay_lib.checkpoint_step_fn(tmp_path / 'run')
+  memory = np.random.default_rng(0).normal(size=(8, 32)).astype(np.float32)
+  inputs = np.arange(n, dtype=np.int32) % 13
+  new_memory, logits = step_fn(memory, inputs, 2)
+  expected = jax.jit(lambda *args: model.apply({'params': params}, *args,
+                                               method=model.step))(memory[None],
+                                                                   inputs[None], 2)
+  np.testing.assert_allclose(new_memory, expected[0][0], atol=1e-5)
+  np.testing.assert_allclose(logits, expected[1][0], atol=1e-5)
+
+  # A dump traced with this model replays to the same outputs in the dashboard.
+  dumps.write_sequence(tmp_path / 'dumps', *dumps.synthetic_sequence(
+      '12×34', d=32, m=8, r=4, n=n, heads=2, layers=1, step_fn=step_fn))
+  app = open_app(tmp_path / 'dumps', '--checkpoint', str(tmp_path / 'run'))
+  assert app.step_fn is not None
+  frames(app, 2)
+  result = app.replay()
+  assert result.start_step == 0 and result.changed_steps == []
+  for replayed in result.steps:
+    np.testing.assert_allclose(replayed.logits,
+                               app.sequence.at_step(replayed.step)['logits']['data'],
+                               atol=1e-5)
+
+
+def test_unloadable_checkpoint_is_a_message(dump_dir, tmp_path, open_app):
+  app = open_app(dump_dir, '--checkpoint', str(tmp_path / 'nothing'))
+  frames(app)
+  assert app.step_fn is None
+  assert app.messages[-1][0] and 'cannot load for replay' in app.messages[-1][1]
 
 
 def run_viewer(*args, env=None):
