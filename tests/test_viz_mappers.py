@@ -39,10 +39,23 @@ def test_matrix_mapper_layout_and_values():
   np.testing.assert_array_equal(layout.cells[6], [1, 2])
   mapped = mapper.map_to_voxels({'data': data})
   np.testing.assert_allclose(mapped.raw, data.ravel())
-  np.testing.assert_allclose(mapped.values, data.ravel() / 11)
+  low, high = np.percentile(data, mappers.ROBUST_PERCENTILES)
+  np.testing.assert_allclose(mapped.values, np.clip((data.ravel() - low) / (high - low), 0, 1),
+                             rtol=1e-6)
   assert mapper.describe(6) == 'slot 1, dim 2'
   with pytest.raises(ValueError, match=r'shape \(3, 4\) got data of shape \(4, 3\)'):
     mapper.map_to_voxels(data.T)
+
+
+def test_an_outlier_does_not_flatten_the_colours():
+  data = np.random.default_rng(0).normal(size=(96, 128)).astype(np.float32)
+  data[10, 40] = 300.0  # An edited cell.
+  values = mappers.MatrixMapper(data.shape).map_to_voxels(data).values
+  assert values[10 * 128 + 40] == 1.0
+  assert 0.3 < np.median(values) < 0.7 and values.std() > 0.15
+  logits = np.arange(13, dtype=np.float32)
+  np.testing.assert_allclose(mappers.VectorMapper((13,)).map_to_voxels(logits).values,
+                             logits / 12)
 
 
 @pytest.mark.parametrize('detail, block, columns', [(0, 1, 128), (1, 2, 64), (2, 4, 32),

@@ -448,7 +448,7 @@ class DashboardApp(mglw.WindowConfig):
       self.message(str(e), error=True)
       return None
     self.replay_result = result
-    self.message(f'replay {result.summary()}')
+    logger.info('replay %s', result.summary())
     return result
 
   # ---- Panels. ----
@@ -489,7 +489,7 @@ class DashboardApp(mglw.WindowConfig):
     if self.scene is None:
       status = self.sequence_error or self.source.error or 'no sequence loaded'
       imgui.set_cursor_screen_pos(imgui.ImVec2(origin.x + 12, origin.y + 40))
-      imgui.push_text_wrap_pos(origin.x + self.view_rect[2] - 12)
+      imgui.push_text_wrap_pos(0.0)
       imgui.text_colored(RED if self.sequence_error else GREEN, status)
       imgui.pop_text_wrap_pos()
 
@@ -577,8 +577,7 @@ class DashboardApp(mglw.WindowConfig):
                         f'{live}')
 
   def _properties_panel(self) -> None:
-    wrap = imgui.get_window_pos().x + imgui.get_window_size().x - 8
-    imgui.push_text_wrap_pos(wrap)
+    imgui.push_text_wrap_pos(0.0)  # Wrap text at the panel's right edge.
     step = self.current_step
     if self.sequence is not None and step is not None:
       info = self.sequence.info
@@ -591,7 +590,8 @@ class DashboardApp(mglw.WindowConfig):
       records = self.sequence.at_step(step)
       imgui.text(f"step {step} of {info['num_steps']}")
       if 'inputs' in records:
-        imgui.text(f"inputs  {tokens.tokens_to_string(records['inputs']['data'])}")
+        shown = ' '.join(tokens.tokens_to_string([t]) for t in records['inputs']['data'])
+        imgui.text(f'inputs  {shown}')
       if 'prediction' in records:
         imgui.text(f"predicts {tokens.tokens_to_string([records['prediction']['data']])}")
     elif self.sequence_error:

@@ -24,6 +24,7 @@ SLAB_SPACING = 3.0  # Distance between stacked slabs along z.
 SMALL_PITCH = 3.0  # Vectors and scalars are drawn this many times larger than matrices.
 MIN_POOLED_COLUMNS = 16  # Pooling never leaves fewer columns than this.
 MIN_POOLABLE_COLUMNS = 32  # Only matrices at least this wide are pooled.
+ROBUST_PERCENTILES = (1.0, 99.0)  # Matrices are coloured between these percentiles.
 
 # Axis names shown in tooltips, by record name (prefix match for `attention/...`).
 AXIS_NAMES = {
@@ -87,10 +88,22 @@ def pool_last_axis(data: np.ndarray, block: int) -> np.ndarray:
 
 def _min_max(data: np.ndarray) -> np.ndarray:
   """`data` scaled to [0, 1] by its own min and max (all 0.5 when constant)."""
-  low, high = float(np.min(data)), float(np.max(data))
+  return _scale(data, float(np.min(data)), float(np.max(data)))
+
+
+def _robust(data: np.ndarray) -> np.ndarray:
+  """`data` scaled to [0, 1] between its `ROBUST_PERCENTILES` and clipped, so that a few
+  outliers (an edited cell, one sharp attention peak) do not flatten everything else."""
+  low, high = np.percentile(data, ROBUST_PERCENTILES)
+  if high - low < 1e-12:
+    return _min_max(data)
+  return _scale(data, float(low), float(high))
+
+
+def _scale(data: np.ndarray, low: float, high: float) -> np.ndarray:
   if high - low < 1e-12:
     return np.full(data.shape, 0.5, np.float32)
-  return ((data - low) / (high - low)).astype(np.float32)
+  return np.clip((data - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 class VisMapper(abc.ABC):
@@ -159,7 +172,8 @@ def _grid_layout(rows: int, cols: int, block: int, slabs: int = 1,
 
 
 class MatrixMapper(VisMapper):
-  """A matrix `[rows, cols]` as a flat grid of voxels (rows down, columns across).
+  """A matrix `[rows, cols]` as a flat grid of voxels (rows down, columns across), coloured
+  between its 1st and 99th percentiles.
 
   At detail level L the columns of wide matrices are average-pooled by `2**L` (but never
   below `MIN_POOLED_COLUMNS`), which divides the voxel count by up to `2**L`.
@@ -177,12 +191,13 @@ class MatrixMapper(VisMapper):
 
   def map_to_voxels(self, state: Any) -> VoxelValues:
     raw = pool_last_axis(self.check(_state_data(state)), self.block).ravel()
-    return VoxelValues(_min_max(raw), raw)
+    return VoxelValues(_robust(raw), raw)
 
 
 class SlabStackMapper(VisMapper):
   """A `[slabs, rows, cols]` tensor (e.g. attention `[heads, r, r]`) as grids stacked
-  along z, one slab per leading index; more leading axes are flattened into slabs."""
+  along z, one slab per leading index (more leading axes are flattened into slabs),
+  coloured like `MatrixMapper`."""
 
   def __init__(self, shape: Sequence[int], detail: int = 0,
                axis_names: Optional[Sequence[str]] = None):
@@ -200,7 +215,7 @@ class SlabStackMapper(VisMapper):
 
   def map_to_voxels(self, state: Any) -> VoxelValues:
     raw = pool_last_axis(self.check(_state_data(state)), self.block).ravel()
-    return VoxelValues(_min_max(raw), raw)
+    return VoxelValues(_robust(raw), raw)
 
 
 class VectorMapper(VisMapper):
