@@ -44,9 +44,10 @@ def fixture_dump_dir(tmp_path):
 def fixture_open_app():
   opened = []
 
-  def open_app(path, *extra):
+  def open_app(path, *extra, adaptive=False):
+    fixed = [] if adaptive else ['--detail', '0']
     app = cli.create_app([str(path), '--window', 'headless', '--backend', 'egl', '--size',
-                          '1280x720', '--poll-interval', '0', '--detail', '0', *extra])
+                          '1280x720', '--poll-interval', '0', *fixed, *extra])
     opened.append(app)
     return app
 
@@ -149,6 +150,8 @@ def test_mouse_orbits_pans_zooms_and_resets_the_camera(dump_dir, open_app):
   app.on_mouse_release_event(x, y + 40, RIGHT)
   frames(app)
   assert tuple(app.camera.target) != home[2]
+  app.select(app.scene.index_of('memory_out', 0))
+  selected = app.selected
   reset = app.view_rect[0] + 20, app.view_rect[1] + 14  # The "Reset view" button.
   app.on_mouse_position_event(*reset, 0, 0)
   frames(app, 2)
@@ -157,6 +160,7 @@ def test_mouse_orbits_pans_zooms_and_resets_the_camera(dump_dir, open_app):
   app.on_mouse_release_event(*reset, LEFT)
   frames(app)
   assert (app.camera.azimuth, app.camera.distance, tuple(app.camera.target)) == home
+  assert app.selected == selected  # A click on the button is not a click on the scene.
 
 
 def test_timeline_step_redraws_with_a_partial_value_write(dump_dir, open_app):
@@ -174,6 +178,22 @@ def test_timeline_step_redraws_with_a_partial_value_write(dump_dir, open_app):
   app.timeline.playing = True
   cli.render_frames(app, 4, frame_time=0.5)  # 2 steps/s: one step per frame.
   assert (app.timeline.sequence, app.current_step) == (1, 0)  # 123×45 has 5 steps.
+
+
+def test_slow_frames_coarsen_the_embedding_axis_and_fast_ones_restore_it(tmp_path,
+                                                                        open_app):
+  dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('12×3', d=64, m=8, r=4,
+                                                           heads=1, layers=1))
+  app = open_app(tmp_path, adaptive=True)
+  frames(app, 2)
+  full = app.scene.item('memory_out').count
+  assert app.detail.auto and app.detail.level == 0 and full == 8 * 64
+  cli.render_frames(app, 25, frame_time=1 / 20)  # 1.25 s at 20 fps, target 60.
+  assert app.detail.level == 1
+  assert app.scene.item('memory_out').count == full // 2
+  assert app.scene.item('memory_out').mapper.block == 2
+  cli.render_frames(app, 700, frame_time=1 / 300)  # 2.3 s at 300 fps: headroom.
+  assert app.detail.level == 0 and app.scene.item('memory_out').count == full
 
 
 def test_corrupt_dump_shows_an_error_and_the_app_keeps_running(dump_dir, open_app):

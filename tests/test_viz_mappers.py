@@ -88,6 +88,10 @@ def test_attention_is_stacked_slabs(step0):
   assert all(len(z) == 1 for z in z_by_head)
   assert z_by_head[0][0] > z_by_head[1][0] > z_by_head[3][0]  # Head 0 in front.
   assert mapper.describe(16 * 16 + 3) == 'head 1, query 0, key 3'
+  single = mappers.SlabStackMapper((1, 2, 3)).get_voxel_layout()
+  np.testing.assert_array_equal(single.cells[4], [0, 1, 1])
+  vector = mappers.VectorMapper((5,)).get_voxel_layout()
+  np.testing.assert_array_equal(vector.cells[:, 0], np.arange(5))
 
 
 def test_colormap_is_viridis_like_and_never_black():

@@ -288,9 +288,12 @@ def write_sequence(dump_dir: PathLike, records: List[Record], info: Dict[str, An
 
 
 def _with_plain_metadata(record: Any, where: str) -> Record:
-  """`record` validated, with its metadata made plain JSON (numpy ints become ints)."""
+  """`record` validated, its metadata made plain JSON (numpy ints become ints) and its
+  data a numpy array (from e.g. a JAX array)."""
   if isinstance(record, dict) and isinstance(record.get('metadata'), dict):
     record = {**record, 'metadata': _plain(record['metadata'], f'{where} metadata')}
+  if isinstance(record, dict) and 'data' in record:
+    record = {**record, 'data': np.asarray(record['data'])}
   validate_record(record, where)
   return record
 
@@ -378,6 +381,9 @@ def load_index(dump_dir: PathLike) -> List[Dict[str, Any]]:
     if not isinstance(name, str) or pathlib.Path(name).name != name or not name:
       raise _fail(where, f'entry {i} has no valid file name')
     validate_info(entry.get('info'), f'{where}: entry {i} ({name})')
+    steps = entry.get('num_steps')
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+      raise _fail(where, f'entry {i} ({name}) has no valid num_steps')
     entry['path'] = str(pathlib.Path(dump_dir) / name)
   return entries
 

@@ -48,6 +48,8 @@ REPLAYED = ('memory_out', 'logits', 'prediction')  # Replay results shown as `re
 PANEL_FLAGS = (imgui.WindowFlags_.no_move | imgui.WindowFlags_.no_resize
                | imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.no_saved_settings
                | imgui.WindowFlags_.no_scrollbar | imgui.WindowFlags_.no_scroll_with_mouse)
+PANEL_TITLES = {'view': '3D view', 'timeline': 'Timeline', 'properties': 'Properties',
+                'performance': 'Performance'}
 CLICK_SLOP_PX = 4.0  # A press and release closer than this is a click, not a drag.
 RED = imgui.ImVec4(1.0, 0.4, 0.35, 1.0)
 GREEN = imgui.ImVec4(0.45, 0.9, 0.45, 1.0)
@@ -223,7 +225,7 @@ class DashboardApp(mglw.WindowConfig):
       imgui.set_next_window_pos(imgui.ImVec2(x, y))
       imgui.set_next_window_size(imgui.ImVec2(w, h))
       flags = PANEL_FLAGS | (imgui.WindowFlags_.no_background if name == 'view' else 0)
-      imgui.begin(self._panel_title(name), None, flags)
+      imgui.begin(PANEL_TITLES[name], None, flags)
       draw()
       self.panel_scroll[name] = imgui.get_scroll_max_y()
       imgui.end()
@@ -238,19 +240,13 @@ class DashboardApp(mglw.WindowConfig):
     imgui.render()
     self.gui.render(imgui.get_draw_data())
 
-  @staticmethod
-  def _panel_title(name: str) -> str:
-    return {'view': '3D view', 'timeline': 'Timeline', 'properties': 'Properties',
-            'performance': 'Performance'}[name]
-
   def message(self, text: str, error: bool = False) -> None:
     """Shows `text` in the properties panel (and logs it)."""
     (logger.warning if error else logger.info)('%s', text)
     self.messages.append((error, text))
 
   def _on_entries_changed(self) -> None:
-    self.timeline.set_bounds([e.get('num_steps', e['info'].get('num_steps', 1))
-                              for e in self.source.entries])
+    self.timeline.set_bounds([e['num_steps'] for e in self.source.entries])
     self._loaded = None  # A rewritten sequence file is re-read.
 
   def _load_current(self) -> None:
@@ -283,9 +279,8 @@ class DashboardApp(mglw.WindowConfig):
 
   def set_visible(self, name: str, visible: bool) -> None:
     """Shows or hides record `name`."""
-    chosen = self.show if self.show is not None else None
-    if chosen is not None:
-      (chosen.add if visible else chosen.discard)(name)
+    if self.show is not None:
+      (self.show.add if visible else self.show.discard)(name)
     else:
       (self.hidden.discard if visible else self.hidden.add)(name)
 
@@ -472,9 +467,10 @@ class DashboardApp(mglw.WindowConfig):
       self.camera.zoom(io.mouse_wheel)
     mouse = imgui.get_mouse_pos()
     self.hovered = self.pick(mouse.x, mouse.y) if hovered else -1
-    if hovered and imgui.is_mouse_released(0) and \
+    # A click: a left press on the scene released without dragging (a drag orbits).
+    if imgui.is_item_deactivated() and imgui.is_mouse_released(0) and \
         io.mouse_drag_max_distance_sqr[0] <= CLICK_SLOP_PX ** 2:
-      self.select(self.hovered)
+      self.select(self.pick(mouse.x, mouse.y))
     if self.hovered >= 0 and not imgui.is_mouse_dragging(0):
       info = self.describe_voxel(self.hovered)
       imgui.set_tooltip(f"{info['name']}  [{info['where']}]\nvalue {info['value']:.5g}")

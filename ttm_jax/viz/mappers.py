@@ -157,7 +157,8 @@ class VisMapper(abc.ABC):
 
 def _grid_layout(rows: int, cols: int, block: int, slabs: int = 1,
                  pitch: float = 1.0) -> VoxelLayout:
-  """Voxels of `slabs` stacked `[rows, ceil(cols / block)]` grids, `pitch` units apart."""
+  """Voxels of `slabs` stacked `[rows, ceil(cols / block)]` grids, `pitch` units apart;
+  `cells` are `(slab, row, first column)`: callers keep the axes their records have."""
   pooled = -(-cols // block)
   s, r, c = np.meshgrid(np.arange(slabs), np.arange(rows), np.arange(pooled), indexing='ij')
   s, r, c = s.ravel(), r.ravel(), c.ravel()
@@ -165,7 +166,7 @@ def _grid_layout(rows: int, cols: int, block: int, slabs: int = 1,
   positions = np.stack([(c + 0.5) * pitch, -(r + 0.5) * pitch,
                         -(s * SLAB_SPACING + size[2] / 2)], axis=1).astype(np.float32)
   sizes = np.tile(size, (len(positions), 1))
-  cells = np.stack([s, r, c * block], axis=1) if slabs > 1 else np.stack([r, c * block], 1)
+  cells = np.stack([s, r, c * block], axis=1)
   depth = (slabs - 1) * SLAB_SPACING + float(size[2])
   return VoxelLayout(positions, sizes, cells.astype(np.int32), block,
                      (pooled * pitch, rows * pitch, depth))
@@ -187,7 +188,8 @@ class MatrixMapper(VisMapper):
     self.block = pooling_block(self.shape[-1], detail)
 
   def _build_layout(self) -> VoxelLayout:
-    return _grid_layout(self.shape[0], self.shape[1], self.block)
+    layout = _grid_layout(self.shape[0], self.shape[1], self.block)
+    return dataclasses.replace(layout, cells=layout.cells[:, 1:])
 
   def map_to_voxels(self, state: Any) -> VoxelValues:
     raw = pool_last_axis(self.check(_state_data(state)), self.block).ravel()
@@ -224,7 +226,7 @@ class VectorMapper(VisMapper):
 
   def _build_layout(self) -> VoxelLayout:
     layout = _grid_layout(1, self.shape[0], 1, pitch=SMALL_PITCH)
-    return dataclasses.replace(layout, cells=layout.cells[:, 1:])
+    return dataclasses.replace(layout, cells=layout.cells[:, 2:])
 
   def map_to_voxels(self, state: Any) -> VoxelValues:
     raw = np.asarray(self.check(_state_data(state)), np.float32).ravel()
@@ -245,7 +247,7 @@ class TokenMapper(VisMapper):
   def _build_layout(self) -> VoxelLayout:
     length = self.shape[0] if self.shape else 1
     layout = _grid_layout(1, length, 1, pitch=SMALL_PITCH)
-    cells = layout.cells[:, 1:] if self.shape else layout.cells[:, :0]
+    cells = layout.cells[:, 2:] if self.shape else layout.cells[:, :0]
     return dataclasses.replace(layout, cells=cells)
 
   def map_to_voxels(self, state: Any) -> VoxelValues:
