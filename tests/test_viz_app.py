@@ -46,8 +46,11 @@ def fixture_open_app():
 
   def open_app(path, *extra, adaptive=False):
     fixed = [] if adaptive else ['--detail', '0']
-    app = cli.create_app([str(path), '--window', 'headless', '--backend', 'egl', '--size',
-                          '1280x720', '--poll-interval', '0', *fixed, *extra])
+    try:
+      app = cli.create_app([str(path), '--window', 'headless', '--backend', 'egl', '--size',
+                            '1280x720', '--poll-interval', '0', *fixed, *extra])
+    except cli.GLUnavailable as e:
+      pytest.skip(f'no headless OpenGL 3.3 (EGL) on this machine: {e}')
     opened.append(app)
     return app
 
@@ -332,6 +335,8 @@ def run_viewer(*args, env=None):
 def test_screenshot_command_writes_the_dashboard(dump_dir, tmp_path):
   out = tmp_path / 'shot.png'
   done = run_viewer(str(dump_dir), '--screenshot', str(out))
+  if done.returncode == 2 and 'cannot create an OpenGL 3.3' in done.stderr:
+    pytest.skip(f'no headless OpenGL 3.3 (EGL) on this machine: {done.stderr.strip()}')
   assert done.returncode == 0, done.stderr
   image = np.asarray(Image.open(out).convert('RGB'))
   assert image.shape == (720, 1280, 3)
