@@ -47,11 +47,14 @@ def create_app(argv: List[str]) -> app_lib.DashboardApp:
   argv = list(argv)
   if (values.screenshot or values.benchmark) and values.window is None:
     argv += ['--window', 'headless', '--backend', 'egl']
+  headless = parse_args(argv).window == 'headless'
   try:
     app = mglw.create_window_config_instance(app_lib.DashboardApp, args=argv)
   except Exception as e:  # pylint: disable=broad-except  # GL/EGL/window errors vary.
+    hint = '' if headless else \
+        '; without a display, use --screenshot or --benchmark (headless EGL)'
     raise GLUnavailable(f'cannot create an OpenGL 3.3 window ({type(e).__name__}: '
-                        f'{e})'.replace('\n', ' ')) from e
+                        f'{e}){hint}'.replace('\n', ' ')) from e
   if app.ctx.version_code < GL_REQUIRED:
     raise GLUnavailable(f'OpenGL {app.ctx.version_code / 100:.1f} found, 3.3 needed')
   return app
