@@ -19,6 +19,7 @@ import argparse
 import collections
 import dataclasses
 import logging
+import time
 from typing import Any, Dict, Optional, Tuple
 
 import moderngl_window as mglw
@@ -189,7 +190,7 @@ class DashboardApp(mglw.WindowConfig):
   def on_resize(self, width: int, height: int) -> None:
     self.gui.resize(width, height)
 
-  def on_render(self, time: float, frame_time: float) -> None:
+  def on_render(self, elapsed: float, frame_time: float) -> None:
     self.frame(frame_time)
 
   def on_close(self) -> None:
@@ -568,9 +569,10 @@ class DashboardApp(mglw.WindowConfig):
       changed, visible = imgui.checkbox(name, self.is_visible(name))
       if changed:
         self.set_visible(name, visible)
-    live = f'polled every {self.source.poll_interval:g} s'
+    age = time.monotonic() - self.source.updated
     imgui.text_disabled(f'{self.source.dump_dir}: {len(self.source.entries)} sequences, '
-                        f'{live}')
+                        f'last new one {age:.0f} s ago (polled every '
+                        f'{self.source.poll_interval:g} s)')
 
   def _properties_panel(self) -> None:
     imgui.push_text_wrap_pos(0.0)  # Wrap text at the panel's right edge.

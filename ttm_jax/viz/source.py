@@ -45,12 +45,11 @@ class DumpSource:
       return self.path
     return self.path / 'dumps'
 
-  def poll(self, now: Optional[float] = None, force: bool = False) -> bool:
+  def poll(self, now: Optional[float] = None) -> bool:
     """Re-reads the index if `poll_interval` passed and it changed; True if the entry
     list changed."""
     now = time.monotonic() if now is None else now
-    if not force and self._last_poll is not None and \
-        now - self._last_poll < self.poll_interval:
+    if self._last_poll is not None and now - self._last_poll < self.poll_interval:
       return False
     self._last_poll = now
     index = self.dump_dir / dumps.INDEX_NAME
