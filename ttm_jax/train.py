@@ -68,7 +68,7 @@ def make_train_step(model, tx, schedule):
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = losses.metrics(logits, batch['targets'])
-    metrics.update(grad_norm=optax.global_norm(grads), update_norm=optax.global_norm(updates),
+    metrics.update(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
                    learning_rate=learning_rate)
     return params, {'opt_state': opt_state, 'step': train_state['step'] + 1,
                     'rng': rng}, metrics

@@ -1,0 +1,84 @@
+"""Optimizer: schedule values, clipping, weight-decay mask (configs/mult.py defaults)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import mult
+from ttm_jax import factory
+from ttm_jax import optim
+from ttm_jax import train
+
+
+@pytest.fixture(scope='module')
+def config():
+  return mult.get_config('runlocal')
+
+
+def test_schedule_values(config):
+  schedule = optim.make_schedule(config.optim)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(50)) == pytest.approx(1e-3)
+  assert float(schedule(100)) == pytest.approx(2e-3)
+  assert float(schedule(600)) == pytest.approx(1e-4 + 0.5 * (2e-3 - 1e-4), rel=1e-5)
+  assert float(schedule(1100)) == pytest.approx(1e-4)
+  assert float(schedule(5000)) == pytest.approx(1e-4)
+  lrs = [float(schedule(s)) for s in range(0, 101, 10)]
+  assert lrs == sorted(lrs)
+
+
+def test_adamw_hyperparameters(config):
+  assert (config.optim.b1, config.optim.b2, config.optim.eps) == (0.9, 0.99, 1e-8)
+  assert (config.optim.weight_decay, config.optim.clip_norm) == (1e-4, 1.0)
+  assert config.model.dropout_rate == 0.1
+
+
+def _params(config):
+  model = factory.make_model(config)
+  framing = factory.make_framing(config)
+  tx = optim.make_optimizer(config.optim)
+  params, _ = train.init_state(model, tx, framing, 0)
+  return params, tx
+
+
+def test_decay_mask_only_weight_matrices(config):
+  params, _ = _params(config)
+  mask = optim.decay_mask(params)
+  paths = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(mask)}
+  assert any('kernel' in p and v for p, v in paths.items())
+  for path, decays in paths.items():
+    assert decays == path.endswith("['kernel']"), path
+  undecayed = [p for p, v in paths.items() if not v]
+  for name in ('embedding', 'bias', 'scale', "['memory']", 'pos_embed'):
+    assert any(name in p for p in undecayed), name
+
+
+def test_weight_decay_applies_to_kernels_only(config):
+  params, tx = _params(config)
+  state = tx.init(params)
+  zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, state, params)
+  for (path, update), param in zip(jax.tree_util.tree_leaves_with_path(updates),
+                                   jax.tree_util.tree_leaves(params)):
+    if jax.tree_util.keystr(path).endswith("['kernel']"):
+      np.testing.assert_allclose(update, -config.optim.peak_lr * 1e-4 * param, rtol=1e-5,
+                                 atol=1e-12)
+    else:
+      assert not np.any(np.asarray(update)), path
+
+
+def test_clipping_bounds_the_gradient_the_optimizer_sees(config):
+  params, tx = _params(config)
+  state = tx.init(params)
+  huge = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e6), params)
+  _, state = tx.update(huge, state, params)
+  adam_state = state.inner_state[1][0]
+  # First moment after one step is (1 - b1) * clipped gradient.
+  first_moment_norm = float(optax.tree.norm(adam_state.mu))
+  assert first_moment_norm == pytest.approx((1 - config.optim.b1) * config.optim.clip_norm,
+                                            rel=1e-4)
+  small = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-6), params)
+  _, state = tx.update(small, tx.init(params), params)
+  assert float(optax.tree.norm(state.inner_state[1][0].mu)) < 0.01

@@ -1,0 +1,220 @@
+"""The training loop: a runlocal run, exact resume after SIGKILL, curriculum promotion, early
+stopping, non-finite losses, eval and predict modes, and one-line errors from main.py."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import mult
+from ttm_jax import checkpoint as ckpt
+from ttm_jax import data as data_lib
+from ttm_jax import evaluate
+from ttm_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**train_overrides):
+  config = mult.get_config('runlocal')
+  config.train.update({'num_steps': 20, 'steps_per_epoch': 10, **train_overrides})
+  config.eval.update(num_examples=16, num_per_size=20, sizes='1x1,2x1')
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A runlocal model trained for 20 steps: (config, workdir, summary)."""
+  workdir = str(tmp_path_factory.mktemp('runlocal'))
+  config = tiny_config()
+  summary = train.train_and_evaluate(config, workdir)
+  return config, workdir, summary
+
+
+def test_runlocal_run_writes_checkpoints_and_metrics(trained):
+  config, workdir, summary = trained
+  assert summary['step'] == 20
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
+  assert os.listdir(os.path.join(workdir, 'best'))
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['model'] == config.model.to_dict()
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert [r['split'] for r in rows] == ['train', 'eval'] * 2
+  assert all(np.isfinite(r['loss']) for r in rows if r['split'] == 'train')
+  assert {'learning_rate', 'grad_norm', 'examples_per_second'} <= set(rows[0])
+  assert {'sequence_accuracy', 'position_accuracy', 'stage'} <= set(rows[1])
+  assert any(f.startswith('events.out.tfevents') for f in
+             os.listdir(os.path.join(workdir, 'tb')))
+
+
+def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
+  config, workdir, _ = trained
+  config = tiny_config(num_steps=30)
+  summary = train.train_and_evaluate(config, workdir)
+  assert summary['step'] == 30
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  assert [r['step'] for r in rows if r['split'] == 'train'] == [10, 20, 30]
+
+
+def test_eval_mode_table_and_json(trained, capsys):
+  config, workdir, _ = trained
+  rows = evaluate.run_eval(config, workdir)
+  assert [r['size'] for r in rows] == ['1x1', '2x1']
+  assert all(0.0 <= r['exact_match'] <= 1.0 and r['count'] == 20 for r in rows)
+  printed = capsys.readouterr().out
+  assert 'exact match' in printed and '2x1' in printed
+  assert json.load(open(os.path.join(workdir, 'eval.json')))['rows'] == rows
+
+
+def test_predict_answers_each_line_and_flags_malformed(trained):
+  config, workdir, _ = trained
+  model, params, _ = ckpt.load_for_inference(workdir)
+  lines = ['12×3', '7*8', 'seven times 8', '123456x2', '4 x 9']
+  out = evaluate.predict_lines(model, params, config, lines)
+  assert len(out) == len(lines)
+  assert out[2].startswith('error: malformed problem')
+  assert out[3].startswith('error:') and 'more than 5 digits' in out[3]
+  for i in (0, 1, 4):
+    assert out[i].isdigit() or out[i].startswith('error: the model'), out[i]
+
+
+def test_mismatched_checkpoint_is_one_clear_error(trained):
+  config, workdir, _ = trained
+  other = tiny_config()
+  other.model.hidden_size = 64
+  with pytest.raises(ckpt.CheckpointError, match=r'model.hidden_size: checkpoint 32 vs config 64'):
+    train.train_and_evaluate(other, workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))  # Nothing was deleted.
+
+
+def test_corrupt_latest_step_falls_back_to_previous(tmp_path):
+  config = tiny_config()
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  params_dir = os.path.join(workdir, 'checkpoints', '20', 'params')
+  for root, _, files in os.walk(params_dir):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  model_params, train_like = train.init_state(
+      train.factory.make_model(config), train.optim.make_optimizer(config.optim),
+      train.factory.make_framing(config), 0)
+  checkpoints = ckpt.Checkpoints(workdir)
+  params, train_state, meta = checkpoints.restore_latest(model_params, train_like, config)
+  checkpoints.close()
+  assert int(train_state['step']) == 10
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path):
+  config = tiny_config()
+  config.optim.peak_lr = float('inf')
+  with pytest.raises(train.TrainingError, match='non-finite'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not os.listdir(os.path.join(tmp_path, 'checkpoints'))
+
+
+def test_curriculum_promotion_and_forced_promotion():
+  tc = tiny_config().train
+  tc.update(threshold=0.9, window=5, max_epochs_per_stage=8, patience=100)
+  dataset = data_lib.MultiplicationDataset(4, 0, 1, data_lib.Framing())
+  curriculum = train.Curriculum(stage=1)
+  for i, accuracy in enumerate([0.5, 0.95, 0.95, 0.95, 0.95]):
+    train._advance(curriculum, accuracy, 10 * (i + 1), dataset, tc)
+  assert curriculum.stage == 1  # Mean of the last 5 is 0.86.
+  train._advance(curriculum, 0.95, 60, dataset, tc)
+  assert curriculum.stage == dataset.current_stage == 2
+  assert curriculum.schedule_start == 60 and curriculum.history == []
+  for i in range(8):
+    train._advance(curriculum, 0.1, 70 + i, dataset, tc)
+  assert curriculum.stage == 3  # Forced after max_epochs_per_stage.
+
+
+def test_last_stage_passed_finishes():
+  tc = tiny_config().train
+  tc.update(last_stage=1, window=1)
+  curriculum = train.Curriculum(stage=1)
+  train._advance(curriculum, 0.99, 10, data_lib.MultiplicationDataset(4), tc)
+  assert curriculum.finished == 'passed stage 1'
+
+
+def test_early_stopping_after_patience():
+  tc = tiny_config().train
+  tc.update(patience=3, window=100)
+  curriculum = train.Curriculum(stage=1)
+  dataset = data_lib.MultiplicationDataset(4)
+  for i, accuracy in enumerate([0.5, 0.4, 0.5, 0.45]):
+    assert not curriculum.finished
+    train._advance(curriculum, accuracy, i, dataset, tc)
+  assert curriculum.finished.startswith('early stopping')
+
+
+RUNLOCAL = ['main.py', '--config=configs/mult.py:runlocal', '--config.train.num_steps=30',
+            '--config.train.steps_per_epoch=10', '--config.eval.num_examples=8']
+
+
+@pytest.fixture(scope='module')
+def jax_cache(tmp_path_factory):
+  """An environment whose JAX processes share a persistent compilation cache."""
+  return dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp('jax_cache')),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+
+
+def _main(workdir, *flags, env=None):
+  return subprocess.run([sys.executable, *RUNLOCAL, f'--workdir={workdir}', *flags], cwd=ROOT,
+                        capture_output=True, text=True, env=env)
+
+
+def _final_params(workdir, step):
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
+  return jax.tree_util.tree_leaves(restored['params'])
+
+
+def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path, jax_cache):
+  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
+  assert _main(straight, env=jax_cache).returncode == 0
+  process = subprocess.Popen([sys.executable, *RUNLOCAL, f'--workdir={killed}'], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=jax_cache)
+  first = os.path.join(killed, 'checkpoints', '10')
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  steps = sorted(int(s) for s in os.listdir(os.path.join(killed, 'checkpoints'))
+                 if s.isdigit())
+  assert steps and steps[-1] < 30, steps  # Killed before the end.
+  result = _main(killed, env=jax_cache)
+  assert result.returncode == 0, result.stderr
+  assert 'resumed from step' in result.stderr
+  for a, b in zip(_final_params(straight, 30), _final_params(killed, 30)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.train.batchsize=3', "error: unknown config field 'batchsize'"),
+    ('--config.model.memory_mode=TLX', "error: config.model.memory_mode='TLX' is not one of"),
+    ('--config.model.num_heads=3', 'error: config.model.hidden_size=32 is not divisible'),
+    ('--config.train.batch_size=abc', 'error: flag --config.train.batch_size=abc'),
+])
+def test_bad_config_is_one_line(tmp_path, flag, message):
+  result = _main(str(tmp_path), flag)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+  assert result.stderr.startswith(message), result.stderr
+
+
+def test_bad_config_argument_and_missing_file_are_one_line(tmp_path):
+  for config in ('configs/mult.py:stag=3', 'configs/nope.py'):
+    result = subprocess.run([sys.executable, 'main.py', f'--config={config}',
+                             f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith('error:')
