@@ -73,6 +73,7 @@ def get_config(arg=None):
   config.train.max_epochs_per_stage = 1000  # Force promotion after this many epochs.
   config.train.patience = 20  # Stop after this many evaluations without improvement.
   config.train.augment = True  # Operand swap and in-batch permutation.
+  config.train.review = 0.0  # Fraction of each batch drawn from earlier stages.
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 256  # Fresh problems per periodic evaluation.

@@ -152,7 +152,7 @@ class MultiplicationDataset:
   stages = STAGES
 
   def __init__(self, batch_size: int = 32, seed: int = 0, stage: int = 1,
-               framing: Framing = Framing(), augment: bool = True):
+               framing: Framing = Framing(), augment: bool = True, review: float = 0.0):
     if not 1 <= stage <= len(STAGES):
       raise ValueError(f'stage must be in 1..{len(STAGES)}, got {stage}')
     if stage_digits(len(STAGES)) > framing.max_digits:
@@ -161,13 +161,24 @@ class MultiplicationDataset:
     self.current_stage = stage
     self.framing = framing
     self.augment = augment
+    self.review = review
     self.rng = np.random.default_rng(seed)
 
   def generate_batch(self) -> Dict[str, np.ndarray]:
-    """A batch of the current stage (see `Framing.encode` for its arrays)."""
-    low, high = self.stages[self.current_stage - 1]
-    a, b = sample_operands(self.rng, self.batch_size, low, high)
-    batch = self.framing.encode(a, b, stage_digits(self.current_stage))
+    """A batch of the current stage (see `Framing.encode` for its arrays).
+
+    With `review` > 0, that fraction of the examples comes from earlier stages (each example's
+    stage uniform over them), against forgetting the sizes already learned.
+    """
+    stages = np.full(self.batch_size, self.current_stage)
+    if self.review and self.current_stage > 1:
+      earlier = self.rng.random(self.batch_size) < self.review
+      stages[earlier] = self.rng.integers(1, self.current_stage, size=int(earlier.sum()))
+    ranges = np.array(self.stages)[stages - 1]
+    a = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
+    b = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
+    digits = max(stage_digits(stage) for stage in set(stages.tolist()))
+    batch = self.framing.encode(a, b, digits)
     return self.augment_batch(batch) if self.augment else batch
 
   def augment_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -159,7 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   schedule = optim.make_schedule(config.optim)
   params, train_state = init_state(model, tx, framing, config.seed)
   dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, tc.start_stage, framing,
-                                           tc.augment)
+                                           tc.augment, tc.review)
   curriculum = Curriculum(stage=tc.start_stage)
 
   checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
