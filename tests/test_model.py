@@ -1,0 +1,126 @@
+"""The multiplication model: embeddings, output head, EOS masking, step parity, training."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import mult
+from ttm_jax import data
+from ttm_jax import factory
+from ttm_jax import losses
+from ttm_jax import model as model_lib
+from ttm_jax import tokens as tok
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  config = mult.get_config('runlocal')
+  model = factory.make_model(config)
+  framing = factory.make_framing(config)
+  batch = data.MultiplicationDataset(16, seed=0, stage=2, framing=framing).generate_batch()
+  params = model.init({'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(1)},
+                      batch['inputs'])['params']
+  return model, framing, batch, params
+
+
+def test_paper_model_parameter_count_and_layers():
+  config = mult.get_config('paper')
+  config.task.max_digits = 4  # n = 11 tokens per step, 9 steps.
+  model = factory.make_model(config)
+  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                             jnp.zeros((1, 1, 11), jnp.int32)))['params']
+  assert sum(x.size for x in jax.tree_util.tree_leaves(params)) == 891452
+  head = params['head']
+  assert head['pre_output1']['kernel'].shape == (128, 128)
+  assert head['pre_output2']['kernel'].shape == (128, 64)
+  assert head['digit_head']['kernel'].shape == (64, 11)
+  assert head['eos_head']['kernel'].shape == (64, 1)
+  assert params['token_embed']['embedding'].shape == (13, 128)
+  assert params['encoder']['initial']['memory'].shape == (96, 128)
+
+
+def test_token_embedding_init(tiny):
+  model, _, _, params = tiny
+  embedding = params['token_embed']['embedding']
+  assert embedding.shape == (13, 32)
+  assert float(jnp.std(embedding)) == pytest.approx(0.01, rel=0.3)
+
+
+def test_logits_shape_train_and_eval(tiny):
+  model, _, batch, params = tiny
+  logits = model.apply({'params': params}, batch['inputs'])
+  assert logits.shape == batch['inputs'].shape[:2] + (13,)
+  trained = model.apply({'params': params}, batch['inputs'], True,
+                        rngs={'dropout': jax.random.PRNGKey(2)})
+  assert trained.shape == logits.shape
+
+
+def test_output_head_combines_digit_and_eos_heads():
+  head = model_lib.OutputHead()
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 16))
+  params = head.init(jax.random.PRNGKey(1), x)
+  logits = head.apply(params, x)
+  assert logits.shape == (2, 5, 13)
+  np.testing.assert_array_equal(logits[..., tok.TIMES_TOKEN], logits[..., tok.PAD_TOKEN])
+
+
+def test_eos_detection_and_masking():
+  logits = jnp.zeros((1, 4, 13))
+  logits = logits.at[0, 1, tok.EOS_TOKEN].set(3.0)  # sigmoid(3) > 0.5 at step 1.
+  has_eos = model_lib.detect_eos(logits)
+  np.testing.assert_array_equal(has_eos, [[False, True, False, False]])
+  after = model_lib.after_first_eos(has_eos)
+  np.testing.assert_array_equal(after, [[False, False, True, True]])
+  masked = model_lib.apply_eos_masking(logits, after)
+  np.testing.assert_array_equal(masked[0, :2], logits[0, :2])
+  np.testing.assert_array_equal(masked[0, 2:, :10], -1000.0)
+  np.testing.assert_array_equal(masked[0, 2:, tok.EOS_TOKEN], 1000.0)
+  np.testing.assert_array_equal(masked[0, 2:, tok.PAD_TOKEN], 0.0)
+
+
+def test_eval_masks_after_eos_and_train_does_not(tiny):
+  model, _, batch, params = tiny
+  eos_bias = params['head']['eos_head']['bias']
+  forced = jax.tree_util.tree_map(lambda x: x, params)
+  forced['head']['eos_head']['bias'] = eos_bias + 50.0  # EOS predicted everywhere.
+  evaluated = model.apply({'params': forced}, batch['inputs'])
+  assert np.all(np.asarray(evaluated[:, 1:, :10]) < -500)
+  trained = model.apply({'params': forced}, batch['inputs'], True,
+                        rngs={'dropout': jax.random.PRNGKey(0)})
+  assert np.all(np.asarray(trained[:, 1:, :10]) > -500)
+
+
+def test_step_reproduces_the_teacher_forced_pass(tiny):
+  model, _, batch, params = tiny
+  unmasked = []
+  memory = model.apply({'params': params}, 16, method=model.initial_memory)
+  for t in range(batch['inputs'].shape[1]):
+    memory, step_logits = model.apply({'params': params}, memory, batch['inputs'][:, t], t,
+                                      method=model.step)
+    unmasked.append(step_logits)
+  unmasked = jnp.stack(unmasked, 1)
+  expected = model_lib.apply_eos_masking(
+      unmasked, model_lib.after_first_eos(model_lib.detect_eos(unmasked)))
+  np.testing.assert_allclose(model.apply({'params': params}, batch['inputs']), expected,
+                             atol=1e-5)
+
+
+def test_overfits_one_batch(tiny):
+  model, _, batch, params = tiny
+  tx = optax.adam(3e-3)
+  state = tx.init(params)
+
+  @jax.jit
+  def step(params, state):
+    loss, grads = jax.value_and_grad(lambda p: losses.compute_total_loss(
+        model.apply({'params': p}, batch['inputs']), batch['targets']))(params)
+    updates, state = tx.update(grads, state)
+    return optax.apply_updates(params, updates), state, loss
+
+  first = None
+  for _ in range(150):
+    params, state, loss = step(params, state)
+    first = first if first is not None else float(loss)
+  assert float(loss) < 0.3 * first
