@@ -3,6 +3,7 @@
   python main.py --config=configs/mult.py                        # train (resumes if stopped)
   python main.py --config=configs/mult.py --mode=eval            # accuracy table
   echo 123x45 | python main.py --config=configs/mult.py --mode=predict
+  python main.py --config=configs/mult.py --mode=trace --problem=123x45   # -> workdir/dumps
 """
 
 import sys
@@ -18,13 +19,14 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuratio
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mult', 'Where checkpoints and metrics go.')
 _MODE = flags.DEFINE_enum('mode', 'train', cli.MODES, 'What to do.')
+_PROBLEM = flags.DEFINE_string('problem', None, 'With --mode=trace: the problem, e.g. 123×45.')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
-  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value))
+  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value))
 
 
 if __name__ == '__main__':

@@ -82,6 +82,13 @@ def get_config(arg=None):
   config.eval.batch_size = 500  # Decoding batch in --mode=eval.
   config.eval.log_examples = 3  # Example predictions logged per evaluation.
 
+  config.trace = ml_collections.ConfigDict()
+  config.trace.num_examples = 4  # Eval problems traced into workdir/dumps (0: off).
+  config.trace.every_epochs = 1  # Trace at every this many evaluations.
+
+  config.monitor = ml_collections.ConfigDict()
+  config.monitor.max_abs_memory = 100.0  # Warn when a memory value exceeds this.
+
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.keep = 3  # Latest checkpoints kept (the best is kept separately).
   config.checkpoint.every_epochs = 1  # Save every this many epochs.
@@ -95,4 +102,5 @@ def get_config(arg=None):
                         num_heads=2, mlp_dim=64)
     config.train.update(batch_size=16, num_steps=60, steps_per_epoch=10, patience=5)
     config.eval.update(num_examples=32, num_per_size=50, batch_size=50)
+    config.trace.num_examples = 0
   return config

@@ -10,11 +10,11 @@ from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import train
 
-MODES = ('train', 'eval', 'predict')
+MODES = ('train', 'eval', 'predict', 'trace')
 USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
 
 
-def run(mode: str, config, workdir: str) -> int:
+def run(mode: str, config, workdir: str, problem: str = None) -> int:
   """Runs `mode`; returns the exit code. Known failures print `error: ...` and return 1."""
   try:
     config.keys()  # config_flags defers a config file's load error to the first access.
@@ -28,6 +28,9 @@ def run(mode: str, config, workdir: str) -> int:
       return 0
     if mode == 'eval':
       evaluate.run_eval(config, workdir)
+      return 0
+    if mode == 'trace':
+      evaluate.run_trace(config, workdir, problem)
       return 0
     return evaluate.run_predict(config, workdir)
   except USER_ERRORS as e:

@@ -13,6 +13,7 @@ from ttm_jax import checkpoint as ckpt
 from ttm_jax import data as data_lib
 from ttm_jax import factory
 from ttm_jax import tokens as tok
+from ttm_jax import trace
 from ttm_jax import train
 
 
@@ -54,14 +55,40 @@ def format_table(rows: List[Dict]) -> str:
 
 
 def run_eval(config: ml_collections.ConfigDict, workdir: str) -> List[Dict]:
-  """Restores the workdir's best checkpoint, prints the table, writes `workdir/eval.json`."""
+  """Restores the workdir's best checkpoint, prints the table, writes `workdir/eval.json`, and
+  traces `config.trace.num_examples` problems of each size into `workdir/dumps`."""
   params, meta = ckpt.load_params(workdir, config)
-  rows = evaluate_sizes(factory.make_model(config), params, config)
+  model = factory.make_model(config)
+  rows = evaluate_sizes(model, params, config)
   print(format_table(rows))
+  count = config.trace.num_examples
+  if count:
+    rng = np.random.default_rng(config.seed)
+    for index, (da, db) in enumerate(parse_sizes(config.eval.sizes)):
+      a, b = data_lib.sample_operands(rng, count, *data_lib.digit_range(da),
+                                      *data_lib.digit_range(db))
+      trace.trace_problems(model, params, config, a, b, os.path.join(workdir, 'dumps'),
+                           run=f'eval-{da}x{db}', epoch=index, checkpoint=workdir)
   step = meta.get('curriculum', {}).get('stage')
   with open(os.path.join(workdir, 'eval.json'), 'w') as f:
     json.dump({'rows': rows, 'checkpoint_stage': step}, f, indent=2)
   return rows
+
+
+def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
+  """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
+  returns the dump file's path."""
+  framing = factory.make_framing(config)
+  try:
+    a, b = tok.parse_problem(problem or '', framing.max_digits)
+  except ValueError as e:
+    raise factory.ConfigError(f'--problem: {e}') from None
+  params, _ = ckpt.load_params(workdir, config)
+  (path,) = trace.trace_problems(factory.make_model(config), params, config, np.array([a]),
+                                 np.array([b]), os.path.join(workdir, 'dumps'), run='trace',
+                                 checkpoint=workdir)
+  print(path)
+  return path
 
 
 def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str]) -> List[str]:

@@ -142,6 +142,7 @@ class MultiplicationTTM(nn.Module):
     """
     x = self.embed(step_tokens, step_index, train)
     memory, outputs = self.encoder.step(memory, x, train)
+    self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
     return memory, self.logits(outputs, train)
 
   def __call__(self, inputs: jnp.ndarray, train: bool = False,

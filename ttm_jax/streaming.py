@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from ttm_jax import model as model_lib
 from ttm_jax import tokens as tok
+from ttm_jax import trace as trace_lib
 
 State = Dict[str, jnp.ndarray]
 
@@ -27,9 +28,9 @@ def init_state(model: nn.Module, params, batch_size: int) -> State:
           'done': jnp.zeros(batch_size, bool)}
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def step(model: nn.Module, params, state: State, step_tokens: jnp.ndarray,
-         answer_start: int = 0) -> Tuple[State, jnp.ndarray]:
+         answer_start: int = 0, trace: bool = False) -> Tuple[State, jnp.ndarray]:
   """Advances every session by one step.
 
   Args:
@@ -39,13 +40,23 @@ def step(model: nn.Module, params, state: State, step_tokens: jnp.ndarray,
     step_tokens: `[B, n]` int tokens.
     answer_start: steps before this one predict nothing, so an EOS there is not an answer's
       end (`Framing.answer_start`).
+    trace: call back to the host (`trace.receive`) with the step's tensors; when False the
+      compiled program has no callback.
 
   Returns:
     `(new_state, logits [B, 13])`; sessions past their first EOS get EOS-masked logits.
   """
-  memory, logits = model.apply({'params': params}, state['memory'], step_tokens,
-                               state['step'], method=model.step)
-  logits = model_lib.apply_eos_masking(logits, state['done'])
+  if trace:
+    (memory, raw_logits), variables = model.apply(
+        {'params': params}, state['memory'], step_tokens, state['step'], method=model.step,
+        mutable=['intermediates'])
+  else:
+    memory, raw_logits = model.apply({'params': params}, state['memory'], step_tokens,
+                                     state['step'], method=model.step)
+  logits = model_lib.apply_eos_masking(raw_logits, state['done'])
+  if trace:
+    trace_lib.send(state, step_tokens, memory, raw_logits, jnp.argmax(logits, -1),
+                   variables['intermediates'])
   answering = state['step'] >= answer_start
   new_state = {'memory': memory, 'step': state['step'] + 1,
                'done': state['done'] | (answering & model_lib.detect_eos(logits))}
@@ -61,9 +72,9 @@ def reset(model: nn.Module, params, state: State, sessions: jnp.ndarray) -> Stat
       fresh, state)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray,
-                  answer_start: int) -> Tuple[jnp.ndarray, jnp.ndarray]:
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int,
+                  trace: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
   """Decodes without teacher forcing.
 
   Args:
@@ -72,6 +83,7 @@ def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray,
     inputs: `[B, S, n]` step tokens; only the problem part is read: from step
       `answer_start + 1` on, the last slot is replaced by the previous step's prediction.
     answer_start: the first step that predicts an answer token (`Framing.answer_start`).
+    trace: trace every step (see `step`).
 
   Returns:
     `(predictions [B, S], logits [B, S, 13])`.
@@ -81,7 +93,8 @@ def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray,
     t, step_tokens = xs
     fed_back = step_tokens.at[:, -1].set(previous)
     state, logits = step(model, params, state,
-                         jnp.where(t > answer_start, fed_back, step_tokens), answer_start)
+                         jnp.where(t > answer_start, fed_back, step_tokens), answer_start,
+                         trace)
     prediction = jnp.argmax(logits, axis=-1).astype(step_tokens.dtype)
     return (state, prediction), (prediction, logits)
 

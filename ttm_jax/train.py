@@ -8,6 +8,7 @@ the measure of 'best' and of early stopping, is `(stage - 1) + sequence accuracy
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -28,6 +29,7 @@ from ttm_jax import factory
 from ttm_jax import losses
 from ttm_jax import optim
 from ttm_jax import streaming
+from ttm_jax import trace
 
 from ttm_jax.log import log
 
@@ -204,7 +206,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                            examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
       writer.write(step, 'train', train_summary)
 
-      eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step)
+      eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step,
+                                    workdir, step // tc.steps_per_epoch)
       writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
       for line in eval_summary['examples']:
         bar.write(f'  step {step} stage {curriculum.stage}: {line}')
@@ -257,8 +260,11 @@ def _advance(curriculum: Curriculum, accuracy: float, step: int,
 
 
 def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collections.ConfigDict,
-                   stage: int, step: int) -> Dict[str, Any]:
-  """Greedy-decoding accuracy on `config.eval.num_examples` fresh problems of `stage`.
+                   stage: int, step: int, workdir: str = None,
+                   epoch: int = 0) -> Dict[str, Any]:
+  """Greedy-decoding accuracy on `config.eval.num_examples` fresh problems of `stage`, memory
+  statistics per step, and (every `config.trace.every_epochs`) traces of the first
+  `config.trace.num_examples` problems in `workdir/dumps`.
 
   The problems come from an RNG seeded by (seed, step), so evaluation neither touches the
   training data stream nor changes when a run is resumed.
@@ -266,13 +272,48 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   rng = np.random.default_rng([config.seed, step, 1])
   low, high = data_lib.STAGES[stage - 1]
   a, b = data_lib.sample_operands(rng, config.eval.num_examples, low, high)
-  decoded = decode_problems(model, params, framing, a, b, data_lib.stage_digits(stage),
-                            config.eval.batch_size)
+  digits = data_lib.stage_digits(stage)
+  decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
   summary = accuracy_of(decoded)
   summary['stage'] = stage
+  summary.update(memory_statistics(model, params, framing.encode(a[:64], b[:64], digits),
+                                   config.monitor.max_abs_memory))
   summary['examples'] = [
       f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
       for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
                          decoded['products'][:config.eval.log_examples])]
+  count = config.trace.num_examples
+  if workdir and count and epoch % config.trace.every_epochs == 0:
+    trace.trace_problems(model, params, config, a[:count], b[:count],
+                         os.path.join(workdir, 'dumps'), run='train', epoch=epoch, batch=step,
+                         checkpoint=workdir)
   return summary
 
+
+@functools.partial(jax.jit, static_argnums=0)
+def _memory_per_step(model, params, inputs):
+  """Teacher-forced memory statistics `[S, 3]`: mean, std and max |x| after each step."""
+  def run(module, inputs):
+    memory = module.initial_memory(inputs.shape[0])
+    stats = []
+    for t in range(inputs.shape[1]):
+      memory, _ = module.step(memory, inputs[:, t], t)
+      stats.append(jnp.stack([memory.mean(), memory.std(), jnp.abs(memory).max()]))
+    return jnp.stack(stats)
+  return model.apply({'params': params}, inputs, method=run)
+
+
+def memory_statistics(model, params, batch: Dict[str, np.ndarray],
+                      max_abs: float) -> Dict[str, Any]:
+  """Memory mean/std/max |x| per step on `batch`, with a warning when values explode."""
+  stats = np.asarray(_memory_per_step(model, params, jnp.asarray(batch['inputs'])))
+  peak = float(np.max(stats[:, 2])) if stats.size else 0.0
+  if not np.all(np.isfinite(stats)):
+    log.warning('memory holds non-finite values (per-step max |x|: %s)', stats[:, 2].tolist())
+  elif peak > max_abs:
+    log.warning('memory values are exploding: max |x| = %.3g > config.monitor.max_abs_memory'
+                ' = %g', peak, max_abs)
+  return {'memory_max_abs': peak,
+          'memory_mean_per_step': stats[:, 0].tolist(),
+          'memory_std_per_step': stats[:, 1].tolist(),
+          'memory_max_abs_per_step': stats[:, 2].tolist()}

@@ -1,0 +1,33 @@
+"""tools/plot.py draws a workdir's training curves."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_plot_writes_png(tmp_path):
+  rows = []
+  for step in (10, 20, 30):
+    rows.append({'step': step, 'split': 'train', 'loss': 1.0 / step, 'learning_rate': 1e-3,
+                 'grad_norm': 0.5, 'stage': 1})
+    rows.append({'step': step, 'split': 'eval', 'stage': 1 + step // 30,
+                 'sequence_accuracy': step / 30, 'position_accuracy': 0.5,
+                 'memory_max_abs': 1.0})
+  (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  png = tmp_path / 'training.png'
+  assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert result.stdout.strip() == str(png)
+
+
+def test_plot_missing_metrics_is_one_line(tmp_path):
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+  assert result.returncode == 1
+  assert result.stderr.strip().startswith('error: cannot read')
+  assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,73 @@
+"""Training curves from a workdir's metrics.jsonl, as PNG files.
+
+  python tools/plot.py WORKDIR [--out DIR]
+
+Writes `training.png` (loss, eval sequence accuracy per stage, learning rate, gradient norm,
+memory max |x|) to DIR (default: WORKDIR).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+
+def read_metrics(workdir):
+  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  try:
+    with open(path) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+  except (OSError, json.JSONDecodeError) as e:
+    raise SystemExit(f'error: cannot read {path}: {e}')
+  return ([r for r in rows if r['split'] == 'train'], [r for r in rows if r['split'] == 'eval'])
+
+
+def plot(workdir, out):
+  """Draws the curves; returns the PNG's path."""
+  train_rows, eval_rows = read_metrics(workdir)
+  if not train_rows:
+    raise SystemExit(f'error: {workdir}/metrics.jsonl has no training rows yet')
+  fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+  steps = [r['step'] for r in train_rows]
+  axes[0, 0].plot(steps, [r['loss'] for r in train_rows])
+  axes[0, 0].set(title='train loss', xlabel='step', yscale='log')
+  for stage in sorted({r['stage'] for r in eval_rows}):
+    rows = [r for r in eval_rows if r['stage'] == stage]
+    axes[0, 1].plot([r['step'] for r in rows], [r['sequence_accuracy'] for r in rows], '.-',
+                    label=f'stage {stage}')
+    axes[0, 2].plot([r['step'] for r in rows], [r['position_accuracy'] for r in rows], '.-',
+                    label=f'stage {stage}')
+  axes[0, 1].set(title='eval exact match (greedy)', xlabel='step', ylim=(0, 1.02))
+  axes[0, 2].set(title='eval per-position accuracy', xlabel='step', ylim=(0, 1.02))
+  axes[0, 1].legend(fontsize=8)
+  axes[1, 0].plot(steps, [r['learning_rate'] for r in train_rows])
+  axes[1, 0].set(title='learning rate', xlabel='step')
+  axes[1, 1].plot(steps, [r['grad_norm'] for r in train_rows])
+  axes[1, 1].set(title='gradient global norm (before clipping)', xlabel='step', yscale='log')
+  with_memory = [r for r in eval_rows if 'memory_max_abs' in r]
+  axes[1, 2].plot([r['step'] for r in with_memory], [r['memory_max_abs'] for r in with_memory])
+  axes[1, 2].set(title='memory max |x| (eval)', xlabel='step')
+  fig.tight_layout()
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, 'training.png')
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return path
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('workdir')
+  parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR)')
+  args = parser.parse_args(argv)
+  print(plot(args.workdir, args.out or args.workdir))
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,136 @@
+"""Tracing: what happens inside the jitted, scanned TTM, sent to the host step by step.
+
+`streaming.step(..., trace=True)` calls `send` inside the compiled step; `send` issues an
+ordered `jax.debug.callback` to `receive`, which hands the step's tensors to the active
+`Collector` (see `capture`). `trace_problems` decodes problems with tracing on and writes one
+dump file per problem (`dumps.write_sequence`), the files the viewer reads.
+"""
+
+import contextlib
+import re
+from typing import Any, Dict, List, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ttm_jax import dumps
+from ttm_jax import factory
+
+# Record name -> (record type, module) for the tensors `send` passes.
+KINDS = {'inputs': ('tokens', 'input'), 'memory_in': ('tensor', 'memory'),
+         'memory_out': ('tensor', 'memory'), 'read_weights': ('tensor', 'read'),
+         'write_weights': ('tensor', 'write'), 'write_select': ('tensor', 'write'),
+         'erase_weights': ('tensor', 'write'), 'add_weights': ('tensor', 'write'),
+         'outputs': ('tensor', 'process'), 'logits': ('tensor', 'head'),
+         'prediction': ('scalar', 'head')}
+_ERASE_ADD = {'select': 'write_select', 'erase': 'erase_weights', 'add': 'add_weights'}
+
+
+def name_intermediates(intermediates) -> Dict[str, jnp.ndarray]:
+  """Sown intermediates of `MultiplicationTTM.step` -> named `[B, ...]` tensors:
+  `read_weights [B, r, m+n]`, `write_weights [B, m, m+n+r]` (or `write_select`,
+  `erase_weights`, `add_weights`), `attention/layer{l} [B, heads, r, r]`, `outputs [B, r, d]`.
+  Learned-query (MHA) summarization weights are averaged over heads."""
+  named = {}
+  for path, (value,) in flax.traverse_util.flatten_dict(intermediates).items():
+    leaf = path[-1]
+    if leaf in _ERASE_ADD:
+      named[_ERASE_ADD[leaf]] = value
+    elif path == ('outputs',):
+      named['outputs'] = value
+    elif 'process' in path and leaf == 'attention_weights':
+      layer = int(re.search(r'\d+$', path[-3]).group())
+      named[f'attention/layer{layer}'] = value
+    elif leaf in ('weights', 'attention_weights'):
+      weights = value.mean(axis=1) if leaf == 'attention_weights' else value
+      named['write_weights' if 'write' in path else 'read_weights'] = weights
+  return named
+
+
+class Collector:
+  """Turns callback payloads into dump records, one sequence per example of the batch."""
+
+  def __init__(self, recorder: dumps.Recorder, first_example: int = 0):
+    self.recorder = recorder
+    self.first_example = first_example
+
+  def add(self, payload: Dict[str, np.ndarray]):
+    steps = np.asarray(payload['step'])
+    for i, step in enumerate(steps.tolist()):
+      for name, value in payload.items():
+        if name == 'step':
+          continue
+        kind, module = KINDS.get(name, ('tensor', 'process'))
+        self.recorder.add(name, np.asarray(value[i]), kind, step=step,
+                          example=self.first_example + i, module=module)
+
+
+_collectors: List[Collector] = []
+
+
+def receive(payload):
+  """The host side of the callback: passes the payload to the innermost active collector."""
+  if _collectors:
+    _collectors[-1].add(payload)
+
+
+def send(state, step_tokens, memory, raw_logits, prediction, intermediates):
+  """Device side: one ordered host callback with this step's tensors (all `[B, ...]`)."""
+  payload = {'step': state['step'], 'inputs': step_tokens, 'memory_in': state['memory'],
+             'memory_out': memory, 'logits': raw_logits, 'prediction': prediction,
+             **name_intermediates(intermediates)}
+  jax.debug.callback(receive, payload, ordered=True)
+
+
+@contextlib.contextmanager
+def capture(collector: Collector):
+  """Routes traced steps to `collector` while the block runs (waits for every callback)."""
+  _collectors.append(collector)
+  try:
+    yield collector
+    jax.effects_barrier()
+  finally:
+    _collectors.remove(collector)
+
+
+def model_summary(config) -> Dict[str, Any]:
+  """The sizes a viewer needs, plus the model config."""
+  framing = factory.make_framing(config)
+  m = config.model
+  return {'d': m.hidden_size, 'm': 0 if m.memory_mode == 'none' else m.memory_size,
+          'r': m.process_size, 'n': framing.tokens_per_step, 'num_heads': m.num_heads,
+          'num_layers': m.num_layers, 'memory_mode': m.memory_mode, 'vocab_size': 13,
+          'model': m.to_dict(), 'task': config.task.to_dict()}
+
+
+def trace_problems(model, params, config, a: np.ndarray, b: np.ndarray, dump_dir: str,
+                   run: str = '', epoch: int = 0, batch: int = 0,
+                   checkpoint: Optional[str] = None) -> List[str]:
+  """Decodes `a×b` greedily with tracing on; writes one dump per problem to `dump_dir`.
+
+  Returns:
+    the paths written.
+  """
+  from ttm_jax import streaming  # pylint: disable=g-import-not-at-top  (streaming imports us)
+  framing = factory.make_framing(config)
+  a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+  digits = max(len(str(int(v))) for v in np.concatenate([a, b]))
+  encoded = framing.encode(a, b, digits)
+  start = framing.answer_start(digits)
+  recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
+  with capture(Collector(recorder)):
+    predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
+                                             start, True)
+  summary = model_summary(config)
+  paths = []
+  for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),
+                                  np.asarray(predictions)):
+    product = framing.answer_to_number(predicted[start:])
+    info = {'problem': f'{x}×{y}', 'target': str(x * y),
+            'prediction': '?' if product is None else str(product),
+            'correct': product == x * y, 'num_steps': int(encoded['inputs'].shape[1]),
+            'config': summary, 'checkpoint': checkpoint}
+    paths.append(str(dumps.write_sequence(dump_dir, recorder.records(key), info)))
+  return paths
