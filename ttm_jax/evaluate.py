@@ -85,7 +85,7 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
     raise factory.ConfigError(f'--problem: {e}') from None
   params, _ = ckpt.load_params(workdir, config)
   (path,) = trace.trace_problems(factory.make_model(config), params, config, np.array([a]),
-                                 np.array([b]), os.path.join(workdir, 'dumps'), run='trace',
+                                 np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
                                  checkpoint=workdir)
   print(path)
   return path
