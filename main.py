@@ -4,6 +4,7 @@
   python main.py --config=configs/mult.py --mode=eval            # accuracy table
   echo 123x45 | python main.py --config=configs/mult.py --mode=predict
   python main.py --config=configs/mult.py --mode=trace --problem=123x45   # -> workdir/dumps
+  python main.py --config=configs/mult.py --mode=demo                      # interactive
 """
 
 import sys

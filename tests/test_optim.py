@@ -59,7 +59,7 @@ def test_weight_decay_applies_to_kernels_only(config):
   params, tx = _params(config)
   state = tx.init(params)
   zero = jax.tree_util.tree_map(jnp.zeros_like, params)
-  updates, _ = tx.update(zero, state, params)
+  updates, _ = jax.jit(tx.update)(zero, state, params)
   for (path, update), param in zip(jax.tree_util.tree_leaves_with_path(updates),
                                    jax.tree_util.tree_leaves(params)):
     if jax.tree_util.keystr(path).endswith("['kernel']"):
@@ -72,13 +72,14 @@ def test_weight_decay_applies_to_kernels_only(config):
 def test_clipping_bounds_the_gradient_the_optimizer_sees(config):
   params, tx = _params(config)
   state = tx.init(params)
+  update = jax.jit(tx.update)
   huge = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e6), params)
-  _, state = tx.update(huge, state, params)
+  _, state = update(huge, state, params)
   adam_state = state.inner_state[1][0]
   # First moment after one step is (1 - b1) * clipped gradient.
   first_moment_norm = float(optax.tree.norm(adam_state.mu))
   assert first_moment_norm == pytest.approx((1 - config.optim.b1) * config.optim.clip_norm,
                                             rel=1e-4)
   small = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-6), params)
-  _, state = tx.update(small, tx.init(params), params)
+  _, state = update(small, tx.init(params), params)
   assert float(optax.tree.norm(state.inner_state[1][0].mu)) < 0.01

@@ -6,11 +6,12 @@ from absl import app
 from absl import flags
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import demo
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import train
 
-MODES = ('train', 'eval', 'predict', 'trace')
+MODES = ('train', 'eval', 'predict', 'trace', 'demo')
 USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
 
 
@@ -29,6 +30,8 @@ def run(mode: str, config, workdir: str, problem: str = None) -> int:
     if mode == 'eval':
       evaluate.run_eval(config, workdir)
       return 0
+    if mode == 'demo':
+      return demo.run_demo(config, workdir)
     if mode == 'trace':
       evaluate.run_trace(config, workdir, problem)
       return 0
