@@ -53,6 +53,9 @@ def plot(workdir, out):
   with_memory = [r for r in eval_rows if 'memory_max_abs' in r]
   axes[1, 2].plot([r['step'] for r in with_memory], [r['memory_max_abs'] for r in with_memory])
   axes[1, 2].set(title='memory max |x| (eval)', xlabel='step')
+  if not with_memory:
+    axes[1, 2].text(0.5, 0.5, 'no memory statistics in this run', ha='center',
+                    transform=axes[1, 2].transAxes)
   fig.tight_layout()
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, 'training.png')
