@@ -9,19 +9,13 @@ import pytest
 
 from configs import mult
 from ttm_jax import demo
-from ttm_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('demo'))
-  config = mult.get_config('runlocal')
-  config.train.update(num_steps=10, steps_per_epoch=10)
-  config.eval.num_examples = 8
-  train.train_and_evaluate(config, path)
-  return path
+def workdir(traced_run):
+  return traced_run[1]
 
 
 def test_sparkline():

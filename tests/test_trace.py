@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import mult
 from ttm_jax import dumps
 from ttm_jax import evaluate
 from ttm_jax import factory
@@ -21,14 +20,9 @@ from ttm_jax.viz import replay as replay_lib
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  """A runlocal model trained 20 steps with 2 traced eval problems per evaluation."""
-  workdir = str(tmp_path_factory.mktemp('traced'))
-  config = mult.get_config('runlocal')
-  config.train.update(num_steps=20, steps_per_epoch=10)
-  config.eval.update(num_examples=8)
-  config.trace.num_examples = 2
-  train.train_and_evaluate(config, workdir)
+def run(traced_run):
+  """The shared traced runlocal run, with its model and best parameters."""
+  config, workdir = traced_run
   model = factory.make_model(config)
   params = train.ckpt.load_params(workdir, config)[0]
   return config, workdir, model, params

@@ -41,8 +41,16 @@ def test_scenic_attribute_names_and_defaults():
   assert encoder['memory_init'] == 'zeros'  # As Scenic.
 
 
-@pytest.mark.parametrize('mode', ttm.MEMORY_MODES)
-@pytest.mark.parametrize('unit', processing.PROCESSING_UNITS)
+# Every memory mode with the Transformer and every unit with 'TL' by default; the whole
+# cross product with `-m slow`.
+COMBINATIONS = sorted({(mode, 'transformer') for mode in ttm.MEMORY_MODES} |
+                      {('TL', unit) for unit in processing.PROCESSING_UNITS})
+ALL_COMBINATIONS = [pytest.param(mode, unit, marks=[] if (mode, unit) in COMBINATIONS else
+                                 [pytest.mark.slow])
+                    for mode in ttm.MEMORY_MODES for unit in processing.PROCESSING_UNITS]
+
+
+@pytest.mark.parametrize('mode, unit', ALL_COMBINATIONS)
 def test_unit_shapes_train_and_eval(mode, unit):
   module = TokenTuringMachineUnit(memory_mode=mode, processing_unit=unit, dropout_rate=0.1,
                                   use_positional_embedding=True, **TINY)
