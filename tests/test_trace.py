@@ -1,18 +1,22 @@
 """Tracing: host callbacks from the scanned decode, dump records, wiring into training, and the
 viewer's replay on a real dump."""
 
+import json
 import logging
 import os
 import re
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ttm_jax import cli
 from ttm_jax import dumps
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import model as model_lib
 from ttm_jax import streaming
 from ttm_jax import trace
 from ttm_jax import train
@@ -47,8 +51,11 @@ def test_traced_records_match_the_untraced_run(run, tmp_path):
   a, b = np.array([12, 7, 3]), np.array([34, 8, 9])
   paths = trace.trace_problems(model, params, config, a, b, str(tmp_path))
   encoded = framing.encode(a, b, 2)
+  start = framing.answer_start(2)
   predictions, logits = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
-                                                0)
+                                                start)
+  answering = np.arange(logits.shape[1]) >= start
+  masked = model_lib.after_first_eos(model_lib.detect_eos(logits) & answering)  # [B, S].
   m, d, r, n = (config.model.memory_size, config.model.hidden_size, config.model.process_size,
                 framing.tokens_per_step)
   expected_shapes = {'inputs': (n,), 'memory_in': (m, d), 'memory_out': (m, d),
@@ -68,9 +75,10 @@ def test_traced_records_match_the_untraced_run(run, tmp_path):
         assert record['metadata']['example'] == i and record['metadata']['step'] == step
       assert int(records['prediction']['data']) == int(predictions[i, step])
       np.testing.assert_allclose(records['read_weights']['data'].sum(-1), 1.0, rtol=1e-5)
-      # Raw logits: equal to the decode's wherever no EOS masking applied.
-      if step == 0:
-        np.testing.assert_allclose(records['logits']['data'], logits[i, 0], rtol=1e-5)
+      # Raw logits: the decode's, before its EOS masking.
+      np.testing.assert_allclose(
+          model_lib.apply_eos_masking(records['logits']['data'], masked[i, step]),
+          logits[i, step], rtol=1e-5, atol=1e-5)
       if step:
         previous = sequence.at_step(step - 1)['memory_out']['data']
         np.testing.assert_array_equal(records['memory_in']['data'], previous)
@@ -85,8 +93,14 @@ def test_training_writes_loadable_dumps(run):
     assert dumps.load_sequence(entry['path']).info['num_steps'] == 3
 
 
-def test_viewer_replay_reproduces_a_real_dump(run):
+def _copy(workdir, tmp_path):
+  """A private copy of the shared run's workdir, for tests that add dumps to it."""
+  return shutil.copytree(workdir, tmp_path / 'workdir')
+
+
+def test_viewer_replay_reproduces_a_real_dump(run, tmp_path):
   config, workdir, _, _ = run
+  workdir = _copy(workdir, tmp_path)
   # Traced with the best checkpoint, the parameters the viewer's replay loads.
   sequence = dumps.load_sequence(evaluate.run_trace(config, workdir, '47x8'))
   step_fn = replay_lib.checkpoint_step_fn(workdir)
@@ -109,27 +123,64 @@ def test_truncated_traced_dump_is_rejected(run, tmp_path):
     dumps.load_sequence(path)
 
 
-def test_trace_mode_and_eval_tracing(run, capsys):
+def test_trace_mode_writes_one_dump(run, tmp_path, capsys):
   config, workdir, _, _ = run
-  path = evaluate.run_trace(config, workdir, '12x3')
+  workdir = _copy(workdir, tmp_path)
+  assert cli.run('trace', config, workdir, '12x3') == 0
+  path = capsys.readouterr().out.strip()
   assert dumps.load_sequence(path).info['problem'] == '12×3'
-  with pytest.raises(factory.ConfigError, match='malformed problem'):
-    evaluate.run_trace(config, workdir, '12y3')
+  assert [e['path'] for e in dumps.load_index(os.path.join(workdir, 'dumps'))][-1] == path
+  for bad in ('12y3', None):
+    assert cli.run('trace', config, workdir, bad) == 1
+    error = capsys.readouterr().err
+    assert error.startswith('error: --problem:') and error.count('\n') == 1
 
 
-def test_memory_statistics_warn_when_exploding(run):
-  config, _, model, params = run
-  framing = factory.make_framing(config)
-  batch = framing.encode(np.array([3, 4]), np.array([5, 6]), 1)
-  quiet = train.memory_statistics(model, params, batch, 1e9)
-  assert len(quiet['memory_max_abs_per_step']) == batch['inputs'].shape[1]
-  assert quiet['memory_max_abs'] > 0
+def _warnings_of(fn):
   warnings = []
   handler = logging.Handler()
   handler.emit = lambda record: warnings.append(record.getMessage())
   train.log.addHandler(handler)
   try:
-    train.memory_statistics(model, params, batch, 1e-6)
+    fn()
   finally:
     train.log.removeHandler(handler)
-  assert any('exploding' in w for w in warnings)
+  return warnings
+
+
+def test_memory_statistics_of_the_decode(run):
+  config, _, model, params = run
+  framing = factory.make_framing(config)
+  a, b = np.array([3, 4, 7]), np.array([5, 6, 9])
+  decoded = train.decode_problems(model, params, framing, a, b, 1, batch_size=2)
+  stats = train.memory_statistics(decoded['memory_moments'], 1e9)
+  # The same numbers from the decode's memory, stepped in Python.
+  state = streaming.init_state(model, params, 3)
+  inputs = framing.encode(a, b, 1)['inputs']
+  for t in range(inputs.shape[1]):
+    tokens = inputs[:, t].copy()
+    if t > framing.answer_start(1):
+      tokens[:, -1] = decoded['predictions'][:, t - 1]
+    state, _ = streaming.step(model, params, state, tokens, framing.answer_start(1))
+    memory = np.asarray(state['memory'])
+    np.testing.assert_allclose(
+        [stats['memory_mean_per_step'][t], stats['memory_std_per_step'][t],
+         stats['memory_max_abs_per_step'][t]],
+        [memory.mean(), memory.std(), np.abs(memory).max()], rtol=1e-4, atol=1e-6)
+  assert stats['memory_max_abs'] == max(stats['memory_max_abs_per_step']) > 0
+  assert not _warnings_of(lambda: train.memory_statistics(decoded['memory_moments'], 1e9))
+  assert any('exploding' in w for w in _warnings_of(
+      lambda: train.memory_statistics(decoded['memory_moments'], 1e-6)))
+  broken = decoded['memory_moments'].copy()
+  broken[0, -1, 2] = np.nan
+  assert any('non-finite' in w for w in _warnings_of(
+      lambda: train.memory_statistics(broken, 1e9)))
+
+
+def test_training_metrics_hold_memory_statistics(run):
+  _, workdir, _, _ = run
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    evals = [row for row in map(json.loads, f) if row['split'] == 'eval']
+  assert len(evals) == 2
+  for row in evals:
+    assert len(row['memory_std_per_step']) == 3 and row['memory_max_abs'] > 0

@@ -3,7 +3,8 @@
 The state is a plain pytree (a dict of arrays) for a batch of independent sessions:
 `memory [B, m, d]`, `step [B]` (each session's step index), `done [B]` (EOS seen). It can be
 saved with orbax, restored and continued. `greedy_decode` runs the multiplication model on
-this API, feeding each prediction back as the next step's input.
+this API, feeding each prediction back as the next step's input; `decode_with_memory_moments`
+also returns per-step memory statistics for monitoring.
 """
 
 import functools
@@ -72,6 +73,30 @@ def reset(model: nn.Module, params, state: State, sessions: jnp.ndarray) -> Stat
       fresh, state)
 
 
+def _decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int, trace: bool):
+  """`greedy_decode`, plus the memory moments `[B, S, 3]` (see `decode_with_memory_moments`)."""
+  def body(carry, xs):
+    state, previous = carry
+    t, step_tokens = xs
+    fed_back = step_tokens.at[:, -1].set(previous)
+    state, logits = step(model, params, state,
+                         jnp.where(t > answer_start, fed_back, step_tokens), answer_start,
+                         trace)
+    prediction = jnp.argmax(logits, axis=-1).astype(step_tokens.dtype)
+    memory = state['memory']  # Shape: [B, m, d]; m is 0 in the memory-less ablation.
+    size = max(memory.shape[1] * memory.shape[2], 1)
+    moments = jnp.stack([memory.sum((1, 2)) / size, jnp.square(memory).sum((1, 2)) / size,
+                         jnp.abs(memory).max((1, 2), initial=0.0)], -1)  # Shape: [B, 3].
+    return (state, prediction), (prediction, logits, moments)
+
+  batch, steps, _ = inputs.shape
+  state = init_state(model, params, batch)
+  start = jnp.full((batch,), tok.PAD_TOKEN, inputs.dtype)
+  _, outputs = jax.lax.scan(
+      body, (state, start), (jnp.arange(steps), jnp.swapaxes(inputs, 0, 1)))
+  return tuple(jnp.swapaxes(x, 0, 1) for x in outputs)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))
 def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int,
                   trace: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -88,19 +113,13 @@ def greedy_decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: i
   Returns:
     `(predictions [B, S], logits [B, S, 13])`.
   """
-  def body(carry, xs):
-    state, previous = carry
-    t, step_tokens = xs
-    fed_back = step_tokens.at[:, -1].set(previous)
-    state, logits = step(model, params, state,
-                         jnp.where(t > answer_start, fed_back, step_tokens), answer_start,
-                         trace)
-    prediction = jnp.argmax(logits, axis=-1).astype(step_tokens.dtype)
-    return (state, prediction), (prediction, logits)
+  return _decode(model, params, inputs, answer_start, trace)[:2]
 
-  batch, steps, _ = inputs.shape
-  state = init_state(model, params, batch)
-  start = jnp.full((batch,), tok.PAD_TOKEN, inputs.dtype)
-  _, (predictions, logits) = jax.lax.scan(
-      body, (state, start), (jnp.arange(steps), jnp.swapaxes(inputs, 0, 1)))
-  return jnp.swapaxes(predictions, 0, 1), jnp.swapaxes(logits, 0, 1)
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def decode_with_memory_moments(model: nn.Module, params, inputs: jnp.ndarray,
+                               answer_start: int
+                               ) -> Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """`greedy_decode` that also returns, computed on device, the memory moments
+  `[B, S, 3]`: mean, mean square and max |x| of each session's memory after each step."""
+  return _decode(model, params, inputs, answer_start, False)

@@ -7,10 +7,12 @@ reaches `train.threshold`, or the stage has run `train.max_epochs_per_stage` epo
 the measure of 'best' and of early stopping, is `(stage - 1) + sequence accuracy`.
 """
 
+import contextlib
 import dataclasses
-import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Dict
 
@@ -84,20 +86,22 @@ def decode_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: 
 
   Returns:
     dict with `predictions [N, S]`, `targets [N, S]`, `products [N]` (the decoded answers,
-    -1 where not a number).
+    -1 where not a number), `memory_moments [N, S, 3]` (`streaming.decode_with_memory_moments`).
   """
-  predictions, targets = [], []
+  predictions, targets, moments = [], [], []
   for start in range(0, len(a), batch_size):
     batch = framing.encode(a[start:start + batch_size], b[start:start + batch_size], digits)
-    pred, _ = streaming.greedy_decode(model, params, jnp.asarray(batch['inputs']),
-                                      framing.answer_start(digits))
+    pred, _, batch_moments = streaming.decode_with_memory_moments(
+        model, params, jnp.asarray(batch['inputs']), framing.answer_start(digits))
     predictions.append(np.asarray(pred))
     targets.append(batch['targets'])
+    moments.append(np.asarray(batch_moments))
   predictions, targets = np.concatenate(predictions), np.concatenate(targets)
   start = framing.answer_start(digits)
   products = np.array([framing.answer_to_number(p[start:]) for p in predictions], object)
   return {'predictions': predictions, 'targets': targets,
-          'products': np.array([-1 if p is None else p for p in products], np.int64)}
+          'products': np.array([-1 if p is None else p for p in products], np.int64),
+          'memory_moments': np.concatenate(moments)}
 
 
 def accuracy_of(decoded: Dict[str, np.ndarray]) -> Dict[str, float]:
@@ -117,6 +121,9 @@ class MetricsWriter:
     for name, value in metrics.items():
       if isinstance(value, (int, float)):
         self.tb.add_scalar(f'{split}/{name}', value, step)
+      elif isinstance(value, list):  # Per-step series: one scalar per entry.
+        for i, item in enumerate(value):
+          self.tb.add_scalar(f'{split}/{name}/{i}', item, step)
     self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
     self.jsonl.flush()
 
@@ -135,6 +142,36 @@ class Curriculum:
   best_progress: float = -1.0
   evals_since_best: int = 0
   finished: str = ''  # Why training ended, once it has.
+
+
+class _StopFlag:
+  """Truthy once SIGINT or SIGTERM arrived."""
+  requested = False
+
+  def __bool__(self):
+    return self.requested
+
+
+@contextlib.contextmanager
+def _stop_requests():
+  """While active, the first Ctrl-C (or SIGTERM) only sets the yielded flag, so the loop can
+  save a checkpoint at a step boundary and stop; a second Ctrl-C interrupts at once."""
+  flag = _StopFlag()
+
+  def request(signum, frame):
+    if flag.requested and signum == signal.SIGINT:
+      signal.default_int_handler(signum, frame)
+    flag.requested = True
+
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+  previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield flag
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
 
 
 def _tree_is_finite(tree) -> bool:
@@ -179,54 +216,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   step = int(train_state['step'])
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
                   dynamic_ncols=True, disable=None)
-  try:
-    while step < tc.num_steps and not curriculum.finished:
-      epoch_metrics = []
-      epoch_start = time.perf_counter()
-      for _ in range(min(tc.steps_per_epoch, tc.num_steps - step)):
-        batch = dataset.generate_batch()
-        batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
-                               sharded)
-        params, train_state, metrics = train_step(params, train_state, batch,
-                                                  curriculum.schedule_start)
-        metrics = {k: float(v) for k, v in metrics.items()}
-        step += 1
-        if not np.isfinite(metrics['loss']):
-          raise TrainingError(f'non-finite loss ({metrics["loss"]}) at step {step}, stage '
-                              f'{curriculum.stage}; nothing was saved from this epoch. Try a '
-                              'lower config.optim.peak_lr or config.optim.clip_norm')
-        epoch_metrics.append(metrics)
-        bar.update(1)
-        bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
-                        acc=f'{metrics["sequence_accuracy"]:.2f}', refresh=False)
-      seconds = time.perf_counter() - epoch_start
-      train_summary = {k: float(np.mean([m[k] for m in epoch_metrics]))
-                       for k in epoch_metrics[0]}
-      train_summary.update(stage=curriculum.stage,
-                           examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
-      writer.write(step, 'train', train_summary)
 
-      eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step,
-                                    workdir, step // tc.steps_per_epoch)
-      writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
-      for line in eval_summary['examples']:
-        bar.write(f'  step {step} stage {curriculum.stage}: {line}')
-      _advance(curriculum, eval_summary['sequence_accuracy'], step, dataset, tc)
-      bar.set_description(f'stage {curriculum.stage}')
+  def save(is_best: bool):
+    if not _tree_is_finite(params):
+      raise TrainingError(f'non-finite parameters at step {step}; not saved')
+    checkpoints.save(step, params, train_state, {
+        'curriculum': dataclasses.asdict(curriculum), 'data_state': dataset.get_state(),
+        'config': ckpt.config_sections(config)}, is_best)
 
-      is_best = curriculum.evals_since_best == 0
-      if not _tree_is_finite(params):
-        raise TrainingError(f'non-finite parameters at step {step}; not saved')
-      if is_best or curriculum.finished or \
-          (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
-        checkpoints.save(step, params, train_state, {
-            'curriculum': dataclasses.asdict(curriculum),
-            'data_state': dataset.get_state(),
-            'config': ckpt.config_sections(config)}, is_best)
-  finally:
-    bar.close()
-    writer.close()
-    checkpoints.close()
+  with _stop_requests() as stop:
+    try:
+      while step < tc.num_steps and not curriculum.finished:
+        epoch_metrics = []
+        epoch_start = time.perf_counter()
+        # A run resumed mid-epoch (after Ctrl-C) finishes that epoch, so evaluations fall on
+        # the same steps as in an uninterrupted run.
+        for _ in range(min(tc.steps_per_epoch - step % tc.steps_per_epoch, tc.num_steps - step)):
+          batch = dataset.generate_batch()
+          batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
+                                 sharded)
+          params, train_state, metrics = train_step(params, train_state, batch,
+                                                    curriculum.schedule_start)
+          metrics = {k: float(v) for k, v in metrics.items()}
+          step += 1
+          if not np.isfinite(metrics['loss']):
+            raise TrainingError(f'non-finite loss ({metrics["loss"]}) at step {step}, stage '
+                                f'{curriculum.stage}; nothing was saved from this epoch. Try '
+                                'a lower config.optim.peak_lr or config.optim.clip_norm')
+          epoch_metrics.append(metrics)
+          bar.update(1)
+          bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
+                          acc=f'{metrics["sequence_accuracy"]:.2f}', refresh=False)
+          if stop:
+            save(is_best=False)
+            raise KeyboardInterrupt
+        seconds = time.perf_counter() - epoch_start
+        train_summary = {k: float(np.mean([m[k] for m in epoch_metrics]))
+                         for k in epoch_metrics[0]}
+        train_summary.update(stage=curriculum.stage,
+                             examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
+        writer.write(step, 'train', train_summary)
+
+        eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step,
+                                      workdir, step // tc.steps_per_epoch)
+        writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
+        bar.write(f'step {step} stage {curriculum.stage}: train loss '
+                  f'{train_summary["loss"]:.4f}, eval exact match '
+                  f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} fresh '
+                  f'problems), {train_summary["examples_per_second"]:.0f} examples/s')
+        for line in eval_summary['examples']:
+          bar.write(f'  {line}')
+        _advance(curriculum, eval_summary['sequence_accuracy'], step, dataset, tc)
+        bar.set_description(f'stage {curriculum.stage}')
+        is_best = curriculum.evals_since_best == 0
+        if is_best or curriculum.finished or \
+            (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
+          save(is_best)
+    finally:
+      bar.close()
+      writer.close()
+      checkpoints.close()
   summary = {'step': step, 'stage': curriculum.stage,
              'finished': curriculum.finished or f'reached num_steps={tc.num_steps}',
              'best_progress': curriculum.best_progress}
@@ -276,8 +325,7 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
   summary = accuracy_of(decoded)
   summary['stage'] = stage
-  summary.update(memory_statistics(model, params, framing.encode(a[:64], b[:64], digits),
-                                   config.monitor.max_abs_memory))
+  summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
   summary['examples'] = [
       f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
       for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
@@ -290,23 +338,12 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   return summary
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _memory_per_step(model, params, inputs):
-  """Teacher-forced memory statistics `[S, 3]`: mean, std and max |x| after each step."""
-  def run(module, inputs):
-    memory = module.initial_memory(inputs.shape[0])
-    stats = []
-    for t in range(inputs.shape[1]):
-      memory, _ = module.step(memory, inputs[:, t], t)
-      stats.append(jnp.stack([memory.mean(), memory.std(), jnp.abs(memory).max()]))
-    return jnp.stack(stats)
-  return model.apply({'params': params}, inputs, method=run)
-
-
-def memory_statistics(model, params, batch: Dict[str, np.ndarray],
-                      max_abs: float) -> Dict[str, Any]:
-  """Memory mean/std/max |x| per step on `batch`, with a warning when values explode."""
-  stats = np.asarray(_memory_per_step(model, params, jnp.asarray(batch['inputs'])))
+def memory_statistics(moments: np.ndarray, max_abs: float) -> Dict[str, Any]:
+  """Memory mean, std and max |x| per step of the decoded problems, from their moments
+  `[N, S, 3]` (`decode_problems`), with a warning when values explode or are not finite."""
+  mean = moments[..., 0].mean(0)
+  stats = np.stack([mean, np.sqrt(np.maximum(moments[..., 1].mean(0) - mean**2, 0)),
+                    moments[..., 2].max(0)], -1)  # Shape: [S, 3].
   peak = float(np.max(stats[:, 2])) if stats.size else 0.0
   if not np.all(np.isfinite(stats)):
     log.warning('memory holds non-finite values (per-step max |x|: %s)', stats[:, 2].tolist())
