@@ -15,7 +15,7 @@ def test_plot_writes_png(tmp_path):
                  'grad_norm': 0.5, 'stage': 1})
     rows.append({'step': step, 'split': 'eval', 'stage': 1 + step // 30,
                  'sequence_accuracy': step / 30, 'position_accuracy': 0.5,
-                 'memory_max_abs': 1.0})
+                 'memory_max_abs': 1.0, 'memory_std_per_step': [0.1, 0.2]})
   (tmp_path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
   result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True)

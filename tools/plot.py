@@ -2,8 +2,8 @@
 
   python tools/plot.py WORKDIR [--out DIR]
 
-Writes `training.png` (loss, eval sequence accuracy per stage, learning rate, gradient norm,
-memory max |x|) to DIR (default: WORKDIR).
+Writes `training.png` (loss, eval sequence and position accuracy per stage, learning rate,
+gradient norm, memory max |x| and std) to DIR (default: WORKDIR).
 """
 
 import argparse
@@ -51,8 +51,13 @@ def plot(workdir, out):
   axes[1, 1].plot(steps, [r['grad_norm'] for r in train_rows])
   axes[1, 1].set(title='gradient global norm (before clipping)', xlabel='step', yscale='log')
   with_memory = [r for r in eval_rows if 'memory_max_abs' in r]
-  axes[1, 2].plot([r['step'] for r in with_memory], [r['memory_max_abs'] for r in with_memory])
-  axes[1, 2].set(title='memory max |x| (eval)', xlabel='step')
+  memory_steps = [r['step'] for r in with_memory]
+  axes[1, 2].plot(memory_steps, [r['memory_max_abs'] for r in with_memory], label='max |x|')
+  axes[1, 2].plot(memory_steps, [r['memory_std_per_step'][-1] for r in with_memory],
+                  label='std after the last step')
+  axes[1, 2].set(title='memory values (greedy eval decode)', xlabel='step', yscale='log')
+  if with_memory:
+    axes[1, 2].legend(fontsize=8)
   if not with_memory:
     axes[1, 2].text(0.5, 0.5, 'no memory statistics in this run', ha='center',
                     transform=axes[1, 2].transAxes)
