@@ -3,6 +3,7 @@ stopping, non-finite losses, eval and predict modes, and one-line errors from ma
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -179,24 +180,37 @@ def _final_params(workdir, step):
   return jax.tree_util.tree_leaves(restored['params'])
 
 
-def test_sigkill_and_resume_equals_uninterrupted_run(tmp_path, jax_cache):
-  straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
-  assert _main(straight, env=jax_cache).returncode == 0
-  process = subprocess.Popen([sys.executable, *RUNLOCAL, f'--workdir={killed}'], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=jax_cache)
-  first = os.path.join(killed, 'checkpoints', '10')
+def _start(workdir, env):
+  return subprocess.Popen([sys.executable, *RUNLOCAL, f'--workdir={workdir}'], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _wait_for(path, process):
   deadline = time.time() + 300
-  while not os.path.isdir(first) and process.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
+  while not os.path.isdir(path) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+
+
+def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_cache):
+  straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
+  assert _main(straight, env=jax_cache).returncode == 0
+  # Ctrl-C: the run saves the step it is at and exits with 130.
+  process = _start(stopped, jax_cache)
+  _wait_for(os.path.join(stopped, 'checkpoints', '10'), process)
+  process.send_signal(signal.SIGINT)
+  output, _ = process.communicate()
+  assert process.returncode == 130, output
+  saved = int(re.search(r'stopping: saved step (\d+)', output).group(1))
+  assert os.path.isdir(os.path.join(stopped, 'checkpoints', str(saved)))
+  # SIGKILL: nothing is saved; the restart resumes from the last checkpoint.
+  process = _start(stopped, jax_cache)
+  _wait_for(os.path.join(stopped, 'checkpoints', '20'), process)
   process.send_signal(signal.SIGKILL)
-  process.wait()
-  steps = sorted(int(s) for s in os.listdir(os.path.join(killed, 'checkpoints'))
-                 if s.isdigit())
-  assert steps and steps[-1] < 30, steps  # Killed before the end.
-  result = _main(killed, env=jax_cache)
+  process.communicate()
+  result = _main(stopped, env=jax_cache)
   assert result.returncode == 0, result.stderr
   assert 'resumed from step' in result.stderr
-  for a, b in zip(_final_params(straight, 30), _final_params(killed, 30)):
+  for a, b in zip(_final_params(straight, 30), _final_params(stopped, 30)):
     np.testing.assert_array_equal(a, b)
 
 

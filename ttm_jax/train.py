@@ -249,6 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                           acc=f'{metrics["sequence_accuracy"]:.2f}', refresh=False)
           if stop:
             save(is_best=False)
+            bar.write(f'stopping: saved step {step}')
             raise KeyboardInterrupt
         seconds = time.perf_counter() - epoch_start
         train_summary = {k: float(np.mean([m[k] for m in epoch_metrics]))
