@@ -56,15 +56,15 @@ class Collector:
     self.recorder = recorder
     self.first_example = first_example
 
-  def add(self, payload: Dict[str, np.ndarray]):
-    steps = np.asarray(payload['step'])
-    for i, step in enumerate(steps.tolist()):
+  def add(self, payload: Dict[str, Any]):
+    # The callback hands over jax arrays: one host copy each, then numpy slicing (indexing a
+    # jax array per example would dispatch a device op per record).
+    payload = {name: np.asarray(value) for name, value in payload.items()}
+    for i, step in enumerate(payload.pop('step').tolist()):
       for name, value in payload.items():
-        if name == 'step':
-          continue
         kind, module = KINDS.get(name, ('tensor', 'process'))
-        self.recorder.add(name, np.asarray(value[i]), kind, step=step,
-                          example=self.first_example + i, module=module)
+        self.recorder.add(name, value[i], kind, step=step, example=self.first_example + i,
+                          module=module)
 
 
 _collectors: List[Collector] = []
