@@ -49,6 +49,8 @@ def get_config(arg=None):
   config.model.simple_unit = False  # TokenTuringMachineSimpleUnit instead of the full unit.
   config.model.step_embedding = True  # Add a learned embedding of the step index.
   config.model.dropout_rate = 0.1  # Dropout everywhere in the model.
+  config.model.scan = True  # nn.scan over steps; False: a Python loop over steps (Scenic's).
+  config.model.scan_unroll = 1  # Steps per iteration of the scanned loop.
 
   config.optim = ml_collections.ConfigDict()
   config.optim.peak_lr = 2e-3  # Learning rate after warmup (2x the base 1e-3).
@@ -64,6 +66,7 @@ def get_config(arg=None):
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64  # Global batch, split over all devices.
+  config.train.shard_params = False  # Shard parameters and optimizer state over the devices.
   config.train.num_steps = 20000  # Total training steps (all stages).
   config.train.steps_per_epoch = 100  # Train steps between evaluations.
   config.train.start_stage = arg['stage'] or 1  # Curriculum stage to start from (1-7).
@@ -88,6 +91,10 @@ def get_config(arg=None):
 
   config.monitor = ml_collections.ConfigDict()
   config.monitor.max_abs_memory = 100.0  # Warn when a memory value exceeds this.
+
+  config.profile = ml_collections.ConfigDict()
+  config.profile.first_step = 10  # First train step traced into workdir/profile...
+  config.profile.num_steps = 0  # ...and how many (0: no profile).
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.keep = 3  # Latest checkpoints kept (the best is kept separately).

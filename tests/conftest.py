@@ -1,6 +1,22 @@
-"""Shared fixtures."""
+"""Shared fixtures, and settings for every test process (and the processes it starts).
 
-import pytest
+The tests compile many small programs and run each briefly, so XLA's backend optimizations
+(LLVM) are turned down, and compiled programs are shared through a persistent cache.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_backend_optimization_level=0').strip()
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='ttm_jax_cache_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], True)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+
+import pytest  # pylint: disable=g-import-not-at-top
 
 from configs import mult
 from ttm_jax import train
@@ -9,11 +25,13 @@ from ttm_jax import train
 @pytest.fixture(scope='session')
 def traced_run(tmp_path_factory):
   """`(config, workdir)` of a runlocal model trained 20 steps (checkpoints at 10 and 20), with
-  2 problems traced into `workdir/dumps` at each of its 2 evaluations. Read-only for tests."""
+  2 problems traced into `workdir/dumps` at each of its 2 evaluations and a `jax.profiler`
+  trace of steps 12-13 in `workdir/profile`. Read-only for tests."""
   workdir = str(tmp_path_factory.mktemp('traced_run'))
   config = mult.get_config('runlocal')
   config.train.update(num_steps=20, steps_per_epoch=10)
   config.eval.update(num_examples=8)
   config.trace.num_examples = 2
+  config.profile.update(first_step=12, num_steps=2)
   train.train_and_evaluate(config, workdir)
   return config, workdir

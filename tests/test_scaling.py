@@ -1,4 +1,5 @@
-"""The train step on a mesh of 1 and of 4 (forced host) devices gives the same losses."""
+"""The train step on a mesh of 1 and of 4 (forced host) devices, with parameters replicated or
+sharded, gives the same losses."""
 
 import json
 import os
@@ -19,9 +20,10 @@ config = mult.get_config('runlocal')
 model, framing = factory.make_model(config), factory.make_framing(config)
 tx = optim.make_optimizer(config.optim)
 mesh = train.make_mesh()
-params, state = jax.device_put(train.init_state(model, tx, framing, 0),
-                               NamedSharding(mesh, PartitionSpec()))
-step = train.make_train_step(model, tx, optim.make_schedule(config.optim))
+state = train.init_state(model, tx, framing, 0)
+shardings = train.state_shardings(state, mesh, SHARD)
+params, state = jax.device_put(state, shardings)
+step = train.make_train_step(model, tx, optim.make_schedule(config.optim), shardings)
 dataset = data.MultiplicationDataset(16, 0, 2, framing)
 losses = []
 for _ in range(3):
@@ -30,21 +32,30 @@ for _ in range(3):
                          NamedSharding(mesh, PartitionSpec('data')))
   params, state, metrics = step(params, state, batch, 0)
   losses.append(float(metrics['loss']))
-print(json.dumps({'devices': mesh.size, 'losses': losses}))
+sharded = [p for p in jax.tree_util.tree_leaves(params) if len(p.sharding.device_set) > 1
+           and not p.sharding.is_fully_replicated]
+print(json.dumps({'devices': mesh.size, 'losses': losses, 'sharded_params': len(sharded)}))
 '''
 
 
-def _run(devices):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
-  return json.loads(result.stdout.strip().splitlines()[-1])
+def _start(devices, shard=False):
+  flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={devices}'
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, '-c', f'SHARD = {shard}\n' + SCRIPT], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process):
+  stdout, stderr = process.communicate(timeout=600)
+  assert process.returncode == 0, stderr[-2000:]
+  return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_one_and_four_devices_give_the_same_losses():
-  one, four = _run(1), _run(4)
-  assert (one['devices'], four['devices']) == (1, 4)
+  processes = _start(1), _start(4), _start(4, shard=True)  # Side by side.
+  one, four, four_sharded = (_result(p) for p in processes)
+  assert (one['devices'], four['devices'], four_sharded['devices']) == (1, 4, 4)
   assert four['losses'] == pytest.approx(one['losses'], abs=1e-5)
+  assert four_sharded['losses'] == pytest.approx(one['losses'], abs=1e-5)
+  assert four['sharded_params'] == 0 and four_sharded['sharded_params'] > 0
   assert one['losses'][2] != one['losses'][0]  # The parameters did change.

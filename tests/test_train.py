@@ -1,6 +1,7 @@
 """The training loop: a runlocal run, exact resume after SIGKILL, curriculum promotion, early
 stopping, non-finite losses, eval and predict modes, and one-line errors from main.py."""
 
+import glob
 import json
 import os
 import re
@@ -193,7 +194,7 @@ def _wait_for(path, process):
 
 def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_cache):
   straight, stopped = str(tmp_path / 'straight'), str(tmp_path / 'stopped')
-  assert _main(straight, env=jax_cache).returncode == 0
+  uninterrupted = _start(straight, jax_cache)  # Runs beside the interrupted one.
   # Ctrl-C: the run saves the step it is at and exits with 130.
   process = _start(stopped, jax_cache)
   _wait_for(os.path.join(stopped, 'checkpoints', '10'), process)
@@ -210,6 +211,8 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
   result = _main(stopped, env=jax_cache)
   assert result.returncode == 0, result.stderr
   assert 'resumed from step' in result.stderr
+  output, _ = uninterrupted.communicate()
+  assert uninterrupted.returncode == 0, output
   for a, b in zip(_final_params(straight, 30), _final_params(stopped, 30)):
     np.testing.assert_array_equal(a, b)
 
@@ -234,3 +237,10 @@ def test_bad_config_argument_and_missing_file_are_one_line(tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith('error:')
+
+
+def test_training_profiles_the_chosen_steps(traced_run):
+  _, workdir = traced_run
+  runs = glob.glob(os.path.join(workdir, 'profile', 'plugins', 'profile', '*'))
+  assert len(runs) == 1  # One trace, of steps 12-13.
+  assert glob.glob(os.path.join(runs[0], '*.xplane.pb'))

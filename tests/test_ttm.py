@@ -98,6 +98,19 @@ def test_scan_equals_streaming_steps(mode):
   np.testing.assert_allclose(memory, final_memory, atol=1e-5)
 
 
+def test_python_loop_and_unrolled_scan_equal_the_scan():
+  encoder = TokenTuringMachineEncoder(memory_init='learned', use_positional_embedding=True,
+                                      **TINY)
+  x = _inputs(steps=5)
+  params = encoder.init(jax.random.PRNGKey(0), x)
+  scanned = encoder.apply(params, x)
+  for variant in (dict(scan=False), dict(scan_unroll=2)):
+    other = encoder.clone(**variant)
+    other_params = other.init(jax.random.PRNGKey(0), x)
+    assert jax.tree_util.tree_structure(other_params) == jax.tree_util.tree_structure(params)
+    np.testing.assert_allclose(other.apply(params, x), scanned, atol=1e-5)
+
+
 def test_dropout_rng_differs_per_step():
   encoder = TokenTuringMachineEncoder(memory_mode='none', dropout_rate=0.5, **TINY)
   step = _inputs(steps=1)

@@ -19,7 +19,8 @@ from ttm_jax import factory
 from ttm_jax.log import log
 
 CONFIG_FILE = 'config.json'
-MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these.
+MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these...
+UNMATCHED_FIELDS = ('scan', 'scan_unroll')  # ...except how the steps are looped.
 
 
 class CheckpointError(RuntimeError):
@@ -35,7 +36,8 @@ def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
 
 def config_sections(config: ml_collections.ConfigDict) -> Dict[str, Any]:
   """The part of a config that a checkpoint's parameters depend on."""
-  return {name: config[name].to_dict() for name in MATCHED_SECTIONS}
+  return {name: {k: v for k, v in config[name].to_dict().items() if k not in UNMATCHED_FIELDS}
+          for name in MATCHED_SECTIONS}
 
 
 def check_config_matches(saved: Dict[str, Any], config: ml_collections.ConfigDict,

@@ -39,4 +39,5 @@ def make_model(config: ml_collections.ConfigDict) -> MultiplicationTTM:
       process_size=m.process_size, memory_size=m.memory_size, memory_mode=m.memory_mode,
       processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,
-      memory_init=m.memory_init, simple_unit=m.simple_unit, dropout_rate=m.dropout_rate)
+      memory_init=m.memory_init, simple_unit=m.simple_unit, scan=m.scan,
+      scan_unroll=m.scan_unroll, dropout_rate=m.dropout_rate)

@@ -66,7 +66,8 @@ class MultiplicationTTM(nn.Module):
     tokens_per_step: n, input tokens per step.
     max_steps: the step-embedding table size (0: no step embedding).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
-      use_positional_embedding, memory_init, simple_unit: the TTM encoder's (`ttm.py`).
+      use_positional_embedding, memory_init, simple_unit, scan, scan_unroll: the TTM
+      encoder's (`ttm.py`).
     dropout_rate: dropout everywhere.
   """
   hidden_size: int = 128
@@ -82,6 +83,8 @@ class MultiplicationTTM(nn.Module):
   use_positional_embedding: bool = True
   memory_init: str = 'learned'
   simple_unit: bool = False
+  scan: bool = True
+  scan_unroll: int = 1
   dropout_rate: float = 0.1
 
   def setup(self):
@@ -98,7 +101,7 @@ class MultiplicationTTM(nn.Module):
         num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
         use_positional_embedding=self.use_positional_embedding,
         dropout_rate=self.dropout_rate, memory_init=self.memory_init,
-        simple_unit=self.simple_unit)
+        simple_unit=self.simple_unit, scan=self.scan, scan_unroll=self.scan_unroll)
     self.head = OutputHead(self.dropout_rate)
 
   def embed(self, tokens: jnp.ndarray, steps: jnp.ndarray, train: bool = False) -> jnp.ndarray:

@@ -41,22 +41,44 @@ class TrainingError(RuntimeError):
 
 
 def make_mesh() -> Mesh:
-  """A 1-D data-parallel mesh over all local devices."""
-  return Mesh(np.array(jax.local_devices()), ('data',))
+  """A 1-D data-parallel mesh over all devices (of every host, after
+  `jax.distributed.initialize`)."""
+  return Mesh(np.array(jax.devices()), ('data',))
+
+
+def state_shardings(tree, mesh: Mesh, shard: bool, min_size: int = 1024):
+  """Shardings for parameters or optimizer state: replicated, or (`shard`) each array of at
+  least `min_size` elements split over the mesh along its largest axis that divides evenly
+  (FSDP-style; XLA gathers the pieces where a step needs them)."""
+  def sharding(x):
+    axes = [i for i in np.argsort(x.shape)[::-1] if x.shape[i] % mesh.size == 0]
+    if not shard or x.size < min_size or not axes:
+      return NamedSharding(mesh, PartitionSpec())
+    spec = [None] * x.ndim
+    spec[axes[0]] = 'data'
+    return NamedSharding(mesh, PartitionSpec(*spec))
+  return jax.tree_util.tree_map(sharding, tree)
 
 
 def init_state(model, tx, framing: data_lib.Framing, seed: int):
   """Fresh `(params, train_state)`; train_state = {opt_state, step, rng}."""
   init_key, dropout_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
   tokens = jnp.zeros((1, 1, framing.tokens_per_step), jnp.int32)
-  params = model.init({'params': init_key, 'dropout': dropout_key}, tokens)['params']
-  return params, {'opt_state': tx.init(params), 'step': jnp.zeros((), jnp.int32),
-                  'rng': train_key}
+
+  @jax.jit  # One compilation instead of one per operation.
+  def init(rngs):
+    params = model.init(rngs, tokens)['params']
+    return params, tx.init(params)
+
+  params, opt_state = init({'params': init_key, 'dropout': dropout_key})
+  return params, {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key}
 
 
-def make_train_step(model, tx, schedule):
+def make_train_step(model, tx, schedule, shardings=None):
   """The jitted `train_step(params, train_state, batch, schedule_start)` ->
-  `(params, train_state, metrics)`; the learning rate is `schedule(step - schedule_start)`."""
+  `(params, train_state, metrics)`; the learning rate is `schedule(step - schedule_start)`.
+  `shardings`: `(params, train_state)` shardings the step returns its state in (default: as
+  XLA chooses)."""
   def train_step(params, train_state, batch, schedule_start):
     rng, dropout_rng = jax.random.split(train_state['rng'])
 
@@ -77,7 +99,12 @@ def make_train_step(model, tx, schedule):
     return params, {'opt_state': opt_state, 'step': train_state['step'] + 1,
                     'rng': rng}, metrics
 
-  return jax.jit(train_step, donate_argnums=(0, 1))
+  if shardings is None:
+    return jax.jit(train_step, donate_argnums=(0, 1))
+  metrics_sharding = NamedSharding(jax.tree_util.tree_leaves(shardings)[0].mesh,
+                                   PartitionSpec())
+  return jax.jit(train_step, donate_argnums=(0, 1),
+                 out_shardings=(*shardings, metrics_sharding))
 
 
 def decode_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
@@ -174,6 +201,35 @@ def _stop_requests():
       signal.signal(sig, handler)
 
 
+class StepProfiler:
+  """Takes a `jax.profiler` trace of train steps `first_step .. first_step + num_steps - 1`
+  (counted from 0) into `directory`; `num_steps=0` never traces."""
+
+  def __init__(self, first_step: int, num_steps: int, directory: str):
+    self.first, self.last, self.directory = first_step, first_step + num_steps, directory
+    self.active = False
+
+  def before(self, step: int):
+    """Call before running train step `step`."""
+    if self.first == step < self.last:
+      jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
+      self.active = True
+
+  def after(self, step: int, outputs):
+    """Call after `step` steps have run, with the last step's outputs."""
+    if self.active and step >= self.last:
+      self.stop(outputs)
+
+  def stop(self, outputs=None):
+    """Ends an active trace (once `outputs` are computed)."""
+    if self.active:
+      jax.block_until_ready(outputs)
+      jax.profiler.stop_trace()
+      self.active = False
+      log.info('profile of steps %d..%d written to %s', self.first, self.last - 1,
+               self.directory)
+
+
 def _tree_is_finite(tree) -> bool:
   return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
 
@@ -191,7 +247,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   if tc.batch_size % mesh.size:
     raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
                               f'the {mesh.size} devices')
-  replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec('data'))
 
   tx = optim.make_optimizer(config.optim)
@@ -209,9 +264,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     curriculum = Curriculum(**meta['curriculum'])
     log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
   ckpt.write_config(workdir, config)
-  params, train_state = jax.device_put((params, train_state), replicated)
-  train_step = make_train_step(model, tx, schedule)
+  shardings = state_shardings((params, train_state), mesh, tc.shard_params)
+  params, train_state = jax.device_put((params, train_state), shardings)
+  train_step = make_train_step(model, tx, schedule, shardings)
   writer = MetricsWriter(workdir)
+  profiler = StepProfiler(config.profile.first_step, config.profile.num_steps,
+                          os.path.join(workdir, 'profile'))
 
   step = int(train_state['step'])
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
@@ -235,8 +293,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           batch = dataset.generate_batch()
           batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
                                  sharded)
+          profiler.before(step)
           params, train_state, metrics = train_step(params, train_state, batch,
                                                     curriculum.schedule_start)
+          profiler.after(step + 1, metrics)
           metrics = {k: float(v) for k, v in metrics.items()}
           step += 1
           if not np.isfinite(metrics['loss']):
@@ -274,6 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
             (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
           save(is_best)
     finally:
+      profiler.stop()
       bar.close()
       writer.close()
       checkpoints.close()

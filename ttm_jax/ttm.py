@@ -4,7 +4,8 @@
 Differences from Scenic, all deliberate:
 * the encoder passes `mlp_dim` and `num_heads` down to the unit (Scenic's never does);
 * the encoder runs its steps under `nn.scan` (compile time flat in the number of steps) and
-  exposes the same unit as a streaming `step`, sharing its parameters;
+  exposes the same unit as a streaming `step`, sharing its parameters; `scan=False` gives
+  Scenic's Python loop over steps (same parameters, for comparison);
 * `memory_mode='none'` is the memory-less ablation and `memory_init='learned'` a learnable
   initial memory (normal, stddev 0.01), besides Scenic's zeros;
 * `memory_mode` also offers 'pool' (pooling summarization) and 'fifo' (concatenation write).
@@ -149,6 +150,9 @@ class TokenTuringMachineEncoder(nn.Module):
   Attributes: as in TokenTuringMachineUnit, plus
     memory_init: 'zeros' (Scenic) or 'learned'.
     simple_unit: use TokenTuringMachineSimpleUnit instead of TokenTuringMachineUnit.
+    scan: `nn.scan` over steps; False unrolls them in a Python loop, as Scenic does (the same
+      parameters; compile time grows with the number of steps).
+    scan_unroll: steps per iteration of the scanned loop.
   """
   process_size: int = 8
   memory_size: int = 64
@@ -161,6 +165,8 @@ class TokenTuringMachineEncoder(nn.Module):
   dropout_rate: float = 0.0
   memory_init: str = 'zeros'
   simple_unit: bool = False
+  scan: bool = True
+  scan_unroll: int = 1
 
   def setup(self):
     if self.simple_unit:
@@ -188,10 +194,16 @@ class TokenTuringMachineEncoder(nn.Module):
                  train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """All steps from a given memory: `([B, m, d], [B, S, n, d])` ->
     `(final memory [B, m, d], outputs [B, S, r, d])`."""
+    if not self.scan:
+      outputs = []
+      for t in range(inputs.shape[1]):
+        memory, step_outputs = self.unit(memory, inputs[:, t], train)
+        outputs.append(step_outputs)
+      return memory, jnp.stack(outputs, axis=1)
     scan = nn.scan(_unit_step, variable_broadcast='params',
                    variable_axes={'intermediates': 1},
                    split_rngs={'params': False, 'dropout': True},
-                   in_axes=(1, nn.broadcast), out_axes=1)
+                   in_axes=(1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
     return scan(self.unit, memory, inputs, train)
 
   def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:

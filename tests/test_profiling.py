@@ -1,0 +1,66 @@
+"""tools/profile.py writes an XLA trace and the optimized HLO, and its FLOP count (the scanned
+loop scaled by its trip count) agrees with the unrolled program and an analytic count."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from configs import mult
+from ttm_jax import profiling
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def profiled(tmp_path_factory):
+  """`(stdout, summary, workdir)` of tools/profile.py on the paper model, batch 8, stage 1 (S = 3)."""
+  workdir = str(tmp_path_factory.mktemp('profile'))
+  result = subprocess.run(
+      [sys.executable, 'tools/profile.py', '--config=configs/mult.py',
+       '--config.train.batch_size=8', f'--workdir={workdir}', '--steps=2'],
+      cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, 'profile', 'summary.json')) as f:
+    return result.stdout, json.load(f), workdir
+
+
+def test_writes_a_trace_and_the_optimized_hlo(profiled):
+  _, summary, workdir = profiled
+  trace_dir = os.path.join(workdir, 'profile', 'trace')
+  assert glob.glob(os.path.join(trace_dir, 'plugins', 'profile', '*', '*.xplane.pb'))
+  assert glob.glob(os.path.join(trace_dir, 'plugins', 'profile', '*', '*perfetto*'))
+  with open(summary['hlo_path']) as f:
+    hlo = f.read()
+  assert 'HloModule' in hlo and ' while(' in hlo  # The scanned steps are one loop.
+
+
+def test_flop_count_matches_unrolled_and_analytic(profiled):
+  stdout, summary, _ = profiled
+  steps = summary['steps_per_example']
+  assert (summary['batch_size'], steps) == (8, 3)
+  # XLA counts the loop body once; the scaled count adds the other S - 1 steps.
+  assert summary['reported_flops'] < summary['flops']
+  assert summary['flops'] == pytest.approx(summary['unrolled_flops'], rel=0.06)
+  assert summary['flops'] == pytest.approx(summary['analytic_flops'], rel=0.10)
+  printed = float(re.search(r'FLOPs per step\s+([\d.]+) G', stdout).group(1)) * 1e9
+  assert printed == pytest.approx(summary['flops'], rel=1e-3)
+  assert 0 < summary['fraction_of_peak'] and summary['memory_bytes']['peak'] > 0
+
+
+def test_analytic_count_of_the_paper_model():
+  config = mult.get_config('paper')
+  # n = 13 tokens per step (a 5x5-digit problem with EOS, and the previous answer token).
+  # Read: 109 tokens scored (128 -> 64 -> 16) and summed to 16; 4 Transformer layers on 16
+  # tokens; write: 125 tokens scored (128 -> 64 -> 96) and summed to 96; the output head.
+  read = 2 * (109 * 128 * 64 + 109 * 64 * 16 + 16 * 109 * 128)
+  layer = 2 * (16 * 128 * 384 + 2 * 16 * 16 * 128 + 16 * 128 * 128 + 2 * 16 * 128 * 512)
+  write = 2 * (125 * 128 * 64 + 125 * 64 * 96 + 96 * 125 * 128)
+  head = 2 * (128 * 128 + 128 * 64 + 64 * 12)
+  assert profiling.analytic_forward_flops(config) == read + 4 * layer + write + head
+  assert profiling.analytic_train_flops(config, 8, 5) == 3 * 8 * 5 * (
+      read + 4 * layer + write + head)

@@ -1,0 +1,87 @@
+"""Training throughput: the train step scanned (`nn.scan`) vs unrolled in a Python loop over
+steps (as Scenic does), compile time and step time at several sequence lengths S.
+
+  python tools/bench.py [--configs=paper,default] [--steps=8,16,32,64] [--reps=5]
+                        [--json=docs/bench_train_cpu.json]
+
+Each row compiles `train.make_train_step` for a batch of `config.train.batch_size` random
+problems of S steps, then times `--reps` steps (median). Configs whose model and batch are
+the same as an earlier one are measured once.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from configs import mult
+from ttm_jax import factory
+from ttm_jax import profiling
+from ttm_jax import tokens as tok
+
+LOOPS = ('scan', 'python')
+
+
+def random_batch(config, batch_size: int, steps: int, seed: int = 0):
+  """`{'inputs' [B, S, n], 'targets' [B, S]}`: random tokens, targets digits then an EOS."""
+  rng = np.random.default_rng(seed)
+  n = factory.make_framing(config).tokens_per_step
+  inputs = rng.integers(0, tok.VOCAB_SIZE, (batch_size, steps, n)).astype(np.int32)
+  targets = rng.integers(0, 10, (batch_size, steps)).astype(np.int32)
+  targets[:, -1] = tok.EOS_TOKEN
+  return {'inputs': inputs, 'targets': targets}
+
+
+def bench_one(config, steps: int, loop: str, reps: int):
+  """Compile seconds, median step seconds and examples/s of one configuration."""
+  config = profiling.with_model(config, scan=loop == 'scan')
+  batch = jax.device_put(random_batch(config, config.train.batch_size, steps))
+  program = profiling.TrainStepProgram(config, batch)
+  step_seconds = profiling.time_call(lambda: program.run(1), reps)
+  return {'steps': steps, 'loop': loop, 'compile_seconds': program.compile_seconds,
+          'step_seconds': step_seconds,
+          'examples_per_second': config.train.batch_size / step_seconds}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--configs', default='paper,default',
+                      help="comma-separated arguments of configs/mult.py ('default' for none)")
+  parser.add_argument('--steps', default='8,16,32,64', help='comma-separated S')
+  parser.add_argument('--reps', type=int, default=5, help='timed steps per row')
+  parser.add_argument('--json', help='also write the rows to this file')
+  args = parser.parse_args()
+  rows, seen = [], {}
+  print(f'{"config":<10} {"S":>4} {"loop":<7} {"compile (s)":>11} {"step (ms)":>10} '
+        f'{"examples/s":>10}', flush=True)
+  for name in args.configs.split(','):
+    config = mult.get_config(None if name == 'default' else name)
+    key = json.dumps([config.model.to_dict(), config.train.batch_size], sort_keys=True)
+    if key in seen:
+      print(f'{name:<10} same model and batch as {seen[key]}')
+      rows += [dict(row, config=name, same_as=seen[key]) for row in rows
+               if row['config'] == seen[key]]
+      continue
+    seen[key] = name
+    for steps in (int(s) for s in args.steps.split(',')):
+      for loop in LOOPS:
+        start = time.perf_counter()
+        row = dict(bench_one(config, steps, loop, args.reps), config=name,
+                   device=jax.devices()[0].device_kind, batch_size=config.train.batch_size)
+        rows.append(row)
+        print(f'{name:<10} {steps:>4} {loop:<7} {row["compile_seconds"]:>11.2f} '
+              f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f}'
+              f'   ({time.perf_counter() - start:.0f} s)', flush=True)
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,92 @@
+"""Profiles the train step of a config: an XLA trace, the optimized HLO, and a summary.
+
+  python tools/profile.py --config=configs/mult.py --workdir=/tmp/prof [--steps=5]
+  python tools/profile.py --config=configs/mult.py:runlocal --workdir=/tmp/prof
+  tensorboard --logdir=/tmp/prof/profile/trace      # or open the perfetto_trace.json.gz in
+                                                     # https://ui.perfetto.dev
+
+Prints compile time, step time, FLOPs per step (XLA's count with the scanned loop scaled by its
+trip count, beside the count of the same step unrolled and an analytic matmul count), bytes
+accessed, peak memory, and the achieved FLOP/s against a measured matmul peak of the same
+device. Writes `WORKDIR/profile/{trace/, train_step.hlo.txt, summary.json}`.
+"""
+
+import json
+import os
+import sys
+
+# The repository root replaces this script's folder on the path, so that this file does not
+# shadow the standard library's `profile` module.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from ttm_jax import cli
+from ttm_jax import profiling
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', '/tmp/ttm_profile', 'Where the profile goes.')
+_STEPS = flags.DEFINE_integer('steps', 5, 'Train steps traced and timed.')
+_CHECK = flags.DEFINE_bool('check_unrolled', True,
+                           'Also compile the unrolled step to check the scaled FLOP count.')
+
+
+def _giga(x):
+  return 'n/a' if x is None else f'{x / 1e9:.3f} G'
+
+
+def summary_lines(r):
+  """The printed summary of `profiling.profile_train_step`'s result."""
+  mem = r['memory_bytes']
+  lines = [
+      f'device                {r["device"]} x{r["num_devices"]}',
+      f'batch                 {r["batch_size"]} examples x {r["steps_per_example"]} steps',
+      f'compile time          {r["compile_seconds"]:.2f} s',
+      f'step time             {r["step_seconds"] * 1e3:.2f} ms '
+      f'({r["examples_per_second"]:.0f} examples/s)',
+      f'FLOPs per step        {_giga(r["flops"])}FLOP (XLA, scan scaled by its trip count; '
+      f'reported {_giga(r["reported_flops"])}, one scanned step {_giga(r["scan_step_flops"])})',
+  ]
+  if 'unrolled_flops' in r:
+    lines.append(f'  unrolled count      {_giga(r["unrolled_flops"])}FLOP '
+                 f'({r["flops"] / r["unrolled_flops"] - 1:+.2%})')
+  if r['analytic_flops']:
+    lines.append(f'  analytic (matmuls)  {_giga(r["analytic_flops"])}FLOP '
+                 f'({r["flops"] / r["analytic_flops"] - 1:+.2%})')
+  lines += [
+      f'bytes accessed        {r["bytes_accessed"] / 2**20:.1f} MiB',
+      f'peak memory           {mem["peak"] / 2**20:.1f} MiB (arguments '
+      f'{mem["arguments"] / 2**20:.1f}, outputs {mem["outputs"] / 2**20:.1f}, temporaries '
+      f'{mem["temporaries"] / 2**20:.1f}, donated {mem["aliased"] / 2**20:.1f} MiB)',
+      f'achieved              {r["achieved_flops_per_second"] / 1e9:.1f} GFLOP/s',
+      f'matmul peak           {r["matmul_peak_flops_per_second"] / 1e9:.1f} GFLOP/s '
+      '(2048x2048 float32)',
+      f'fraction of peak      {r["fraction_of_peak"]:.1%}',
+      f'trace                 {r["trace_dir"]}',
+      f'optimized HLO         {r["hlo_path"]}',
+  ]
+  return lines
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
+  try:
+    result = profiling.profile_train_step(config, _WORKDIR.value, _STEPS.value, _CHECK.value)
+  except cli.USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  with open(os.path.join(_WORKDIR.value, 'profile', 'summary.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  print('\n'.join(summary_lines(result)))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  cli.run_app(main)
