@@ -12,6 +12,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 from ttm_jax import cli
@@ -21,12 +22,17 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuratio
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/mult', 'Where checkpoints and metrics go.')
 _MODE = flags.DEFINE_enum('mode', 'train', cli.MODES, 'What to do.')
 _PROBLEM = flags.DEFINE_string('problem', None, 'With --mode=trace: the problem, e.g. 123×45.')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-host: call jax.distributed.initialize() first (it detects '
+    'the coordinator, process count and id on SLURM, Open MPI, Kubernetes, Cloud TPU).')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
   sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value))
 
 

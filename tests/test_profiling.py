@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope='module')
 def profiled(tmp_path_factory):
-  """`(stdout, summary, workdir)` of tools/profile.py on the paper model, batch 8, stage 1 (S = 3)."""
+  """`(stdout, summary, workdir)` of tools/profile.py: paper model, batch 8, stage 1 (S = 3)."""
   workdir = str(tmp_path_factory.mktemp('profile'))
   result = subprocess.run(
       [sys.executable, 'tools/profile.py', '--config=configs/mult.py',

@@ -49,6 +49,13 @@ def bench_one(config, steps: int, loop: str, reps: int):
           'examples_per_second': config.train.batch_size / step_seconds}
 
 
+def save(rows, path):
+  """Writes the rows so far (after every row: an interrupted run keeps what it measured)."""
+  if path:
+    with open(path, 'w') as f:
+      json.dump(rows, f, indent=2)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--configs', default='paper,default',
@@ -67,6 +74,7 @@ def main():
       print(f'{name:<10} same model and batch as {seen[key]}')
       rows += [dict(row, config=name, same_as=seen[key]) for row in rows
                if row['config'] == seen[key]]
+      save(rows, args.json)
       continue
     seen[key] = name
     for steps in (int(s) for s in args.steps.split(',')):
@@ -75,12 +83,10 @@ def main():
         row = dict(bench_one(config, steps, loop, args.reps), config=name,
                    device=jax.devices()[0].device_kind, batch_size=config.train.batch_size)
         rows.append(row)
+        save(rows, args.json)
         print(f'{name:<10} {steps:>4} {loop:<7} {row["compile_seconds"]:>11.2f} '
               f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f}'
               f'   ({time.perf_counter() - start:.0f} s)', flush=True)
-  if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(rows, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -43,7 +43,7 @@ def summary_lines(r):
   """The printed summary of `profiling.profile_train_step`'s result."""
   mem = r['memory_bytes']
   lines = [
-      f'device                {r["device"]} x{r["num_devices"]}',
+      f'device                {r["device"]} (one)',
       f'batch                 {r["batch_size"]} examples x {r["steps_per_example"]} steps',
       f'compile time          {r["compile_seconds"]:.2f} s',
       f'step time             {r["step_seconds"] * 1e3:.2f} ms '
@@ -51,6 +51,8 @@ def summary_lines(r):
       f'FLOPs per step        {_giga(r["flops"])}FLOP (XLA, scan scaled by its trip count; '
       f'reported {_giga(r["reported_flops"])}, one scanned step {_giga(r["scan_step_flops"])})',
   ]
+  if r['scan_step_flops'] is None:
+    lines[-1] = f'FLOPs per step        {_giga(r["flops"])}FLOP (XLA; steps in a Python loop)'
   if 'unrolled_flops' in r:
     lines.append(f'  unrolled count      {_giga(r["unrolled_flops"])}FLOP '
                  f'({r["flops"] / r["unrolled_flops"] - 1:+.2%})')

@@ -36,13 +36,14 @@ def cost_of(compiled) -> Dict[str, float]:
 
 def memory_of(compiled) -> Dict[str, int]:
   """Device memory of a compiled program from XLA's buffer assignment: arguments, outputs,
-  temporaries, aliased (donated) bytes and the peak (the backend's figure where it gives one,
-  else arguments + outputs + temporaries - aliased). The CPU backend reports no temporaries."""
+  temporaries, aliased (donated) bytes, and the peak: arguments + outputs + temporaries -
+  aliased, or the backend's own figure where that is larger."""
   stats = compiled.memory_analysis()
   sizes = {'arguments': stats.argument_size_in_bytes, 'outputs': stats.output_size_in_bytes,
            'temporaries': stats.temp_size_in_bytes, 'aliased': stats.alias_size_in_bytes}
-  sizes['peak'] = getattr(stats, 'peak_memory_in_bytes', 0) or (
-      sizes['arguments'] + sizes['outputs'] + sizes['temporaries'] - sizes['aliased'])
+  sizes['peak'] = max(getattr(stats, 'peak_memory_in_bytes', 0),
+                      sizes['arguments'] + sizes['outputs'] + sizes['temporaries']
+                      - sizes['aliased'])
   return {k: int(v) for k, v in sizes.items()}
 
 
@@ -114,8 +115,7 @@ class TrainStepProgram:
     self.args = (params, state, batch, 0)
     self.step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim))
     start = time.perf_counter()
-    self.lowered = self.step_fn.lower(*self.args)
-    self.compiled = self.lowered.compile()
+    self.compiled = self.step_fn.lower(*self.args).compile()
     self.compile_seconds = time.perf_counter() - start
 
   def run(self, num_steps: int):
@@ -161,9 +161,10 @@ def scan_corrected_flops(config: ml_collections.ConfigDict, batch: Dict[str, Any
 
 def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_steps: int = 5,
                        check_unrolled: bool = True) -> Dict[str, Any]:
-  """Compiles and runs the train step of `config` on a batch of its start stage, under
-  `jax.profiler.trace` (`workdir/profile/trace`), dumps the optimized HLO
-  (`workdir/profile/train_step.hlo.txt`) and returns the measurements."""
+  """Compiles the train step of `config` for a batch of its start stage (one device), times
+  `num_steps` steps, runs as many again under `jax.profiler.trace` (`workdir/profile/trace`),
+  dumps the optimized HLO (`workdir/profile/train_step.hlo.txt`) and returns the
+  measurements."""
   framing = factory.make_framing(config)
   dataset = data_lib.MultiplicationDataset(config.train.batch_size, config.seed,
                                            config.train.start_stage, framing)
@@ -178,16 +179,20 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
     f.write(program.compiled.as_text())
 
   program.run(2)  # Warm-up.
+  start = time.perf_counter()
+  program.run(num_steps)
+  step_seconds = (time.perf_counter() - start) / num_steps
   trace_dir = os.path.join(out_dir, 'trace')
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-    start = time.perf_counter()
     program.run(num_steps)
-    step_seconds = (time.perf_counter() - start) / num_steps
 
   reported = cost_of(program.compiled)
-  corrected = scan_corrected_flops(config, batch, reported['flops'])
+  if config.model.scan:
+    corrected = scan_corrected_flops(config, batch, reported['flops'])
+  else:  # A Python loop over steps: the count has every step.
+    corrected = {'step_flops': None, 'flops': reported['flops']}
   result = {
-      'device': jax.devices()[0].device_kind, 'num_devices': jax.device_count(),
+      'device': jax.devices()[0].device_kind,
       'batch_size': batch_size, 'steps_per_example': steps,
       'compile_seconds': program.compile_seconds, 'step_seconds': step_seconds,
       'examples_per_second': batch_size / step_seconds,
