@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # Compiles eight train steps.
 def test_bench_rows(tmp_path):
   out = tmp_path / 'bench.json'
   result = subprocess.run(
