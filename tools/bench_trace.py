@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,18 +23,13 @@ from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
 from ttm_jax import dumps
 from ttm_jax import factory
+from ttm_jax import profiling
 from ttm_jax import streaming
 from ttm_jax import trace
 
 
 def median_ms(fn, reps=3):
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1000 * float(np.median(times))
+  return 1000 * profiling.time_call(fn, reps)
 
 
 def main():

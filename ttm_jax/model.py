@@ -16,6 +16,7 @@ from ttm_jax.ttm import TokenTuringMachineEncoder
 
 DIGIT_MASK_BIAS = -1000.0  # Added to digit logits after the first predicted EOS.
 EOS_BOOST = 1000.0  # Added to the EOS logit after the first predicted EOS.
+HEAD_WIDTHS = (128, 64)  # Hidden widths of the output head.
 
 
 class OutputHead(nn.Module):
@@ -30,9 +31,9 @@ class OutputHead(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    x = nn.gelu(nn.Dense(128, name='pre_output1')(x))
+    x = nn.gelu(nn.Dense(HEAD_WIDTHS[0], name='pre_output1')(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    x = nn.gelu(nn.Dense(64, name='pre_output2')(x))
+    x = nn.gelu(nn.Dense(HEAD_WIDTHS[1], name='pre_output2')(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     digits = nn.Dense(11, name='digit_head')(x)  # Shape: [..., 11].
     eos = nn.Dense(1, name='eos_head')(x)  # Shape: [..., 1].

@@ -8,6 +8,7 @@ checks the result against the same train step with its steps unrolled in a Pytho
 """
 
 import os
+import statistics
 import time
 from typing import Any, Callable, Dict
 
@@ -18,11 +19,13 @@ import ml_collections
 from ttm_jax import data as data_lib
 from ttm_jax import factory
 from ttm_jax import memory as mem
+from ttm_jax import model as model_lib
 from ttm_jax import optim
+from ttm_jax import summarize
 from ttm_jax import train
 
-HEAD_WIDTHS = (128, 64)  # model.OutputHead's hidden widths.
-SUMMARY_BOTTLENECK = 64  # summarize.TokenLearner's scoring-MLP width.
+HEAD_WIDTHS = model_lib.HEAD_WIDTHS
+SUMMARY_BOTTLENECK = summarize.TokenLearner.bottleneck_dim  # Its scoring-MLP width.
 
 
 def cost_of(compiled) -> Dict[str, float]:
@@ -55,7 +58,7 @@ def time_call(fn: Callable[[], Any], reps: int) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
+  return statistics.median(times)
 
 
 def matmul_peak_flops(size: int = 2048, reps: int = 10, dtype=jnp.float32) -> float:
