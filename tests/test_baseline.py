@@ -3,7 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from configs import mult
+from ttm_jax import data
+from ttm_jax import factory
 from ttm_jax.baseline import CausalTransformer
 
 
@@ -29,3 +33,31 @@ def test_causal():
   a, b = model.apply(params, tokens), model.apply(params, changed)
   np.testing.assert_allclose(a[:, :6], b[:, :6], atol=1e-6)
   assert not np.allclose(a[:, 6:], b[:, 6:])
+
+
+def _multiplication_transformer():
+  config = mult.get_config('runlocal')
+  config.model.kind, config.task.framing, config.task.layout = 'transformer', 'stream', 'packed'
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  batch = data.MultiplicationDataset(4, seed=0, stage=2, framing=framing).generate_batch()
+  inputs = jnp.asarray(batch['inputs'])
+  return model, inputs, model.init(jax.random.PRNGKey(0), inputs)['params']
+
+
+def test_multiplication_transformer_streams_like_its_full_pass():
+  # Its key/value cache is the streaming "memory", so the TTM's streaming code runs it.
+  model, inputs, params = _multiplication_transformer()
+  full = model.apply({'params': params}, inputs, train=True)
+  memory = model.apply({'params': params}, 4, method=model.initial_memory)
+  for t in range(inputs.shape[1]):
+    memory, logits = model.apply({'params': params}, memory, inputs[:, t], jnp.full(4, t),
+                                 method=model.step)
+    np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
+  assert full.shape == inputs.shape[:2] + (13,)
+
+
+def test_multiplication_transformer_needs_the_stream_framing():
+  config = mult.get_config('runlocal')
+  config.model.kind = 'transformer'
+  with pytest.raises(factory.ConfigError, match="framing='stream'"):
+    factory.make_model(config)

@@ -44,6 +44,24 @@ def test_problem_framing_layout_lsb():
   assert batch['inputs'][0, :, 10].tolist() == [12, 8, 0, 4, 12]
 
 
+@pytest.mark.parametrize('order', data.DIGIT_ORDERS)
+def test_aligned_layout_gives_each_place_value_a_fixed_slot(order):
+  framing = data.Framing(max_digits=4, digit_order=order, layout='aligned')
+  batch = framing.encode(np.array([12, 3]), np.array([4, 567]), 3)
+  pad = 12
+  if order == 'lsb':
+    assert batch['inputs'][0, 0, :10].tolist() == [2, 1, pad, pad, 10, 4, pad, pad, pad, 11]
+    assert batch['inputs'][1, 0, :10].tolist() == [3, pad, pad, pad, 10, 7, 6, 5, pad, 11]
+  else:
+    assert batch['inputs'][0, 0, :10].tolist() == [pad, pad, 1, 2, 10, pad, pad, pad, 4, 11]
+  assert _decode_targets(framing, batch, 3) == [48, 1701]
+
+
+def test_aligned_layout_is_for_the_problem_framing():
+  with pytest.raises(ValueError, match='aligned'):
+    data.Framing(framing='stream', layout='aligned')
+
+
 def test_stream_framing_layout_msb():
   framing = data.Framing(max_digits=4, framing='stream', digit_order='msb')
   batch = framing.encode(np.array([5]), np.array([7]), 1)
@@ -103,6 +121,25 @@ def test_state_resumes_the_rng_exactly():
   other.set_state(state)
   assert other.current_stage == 2
   np.testing.assert_array_equal(other.generate_batch()['inputs'], expected['inputs'])
+
+
+def test_stage_order_promotes_and_reviews_in_that_order():
+  ds = data.MultiplicationDataset(512, seed=0, stage=1, review=0.5, order=(1, 2, 5, 3))
+  visited = [ds.current_stage]
+  while ds.increase_difficulty():
+    visited.append(ds.current_stage)
+  assert visited == [1, 2, 5, 3]
+  batch = ds.generate_batch()
+  sizes = {(len(str(a)), len(str(b))) for a, b in zip(batch['a'], batch['b'])}
+  assert (3, 3) in sizes and (1, 1) in sizes and (2, 2) in sizes
+  assert (2, 1) in sizes or (1, 2) in sizes  # From stage 5 (1..99).
+  assert not any(max(a, b) >= 1000 for a, b in zip(batch['a'], batch['b']))
+
+
+@pytest.mark.parametrize('order, stage', [((1, 1, 2), 1), ((1, 8), 1), ((1, 2), 3), ((), 1)])
+def test_bad_stage_order(order, stage):
+  with pytest.raises(ValueError):
+    data.MultiplicationDataset(4, stage=stage, order=order)
 
 
 def test_review_mixes_earlier_stages():

@@ -14,7 +14,7 @@ from ttm_jax import train
 
 @pytest.fixture(scope='module')
 def config():
-  return mult.get_config('runlocal')
+  return mult.get_config('paper')
 
 
 def test_schedule_values(config):

@@ -21,7 +21,7 @@ def profiled(tmp_path_factory):
   """`(stdout, summary, workdir)` of tools/profile.py: paper model, batch 8, stage 1 (S = 3)."""
   workdir = str(tmp_path_factory.mktemp('profile'))
   result = subprocess.run(
-      [sys.executable, 'tools/profile.py', '--config=configs/mult.py',
+      [sys.executable, 'tools/profile.py', '--config=configs/mult.py:paper',
        '--config.train.batch_size=8', f'--workdir={workdir}', '--steps=2'],
       cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -20,6 +20,7 @@ from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data as data_lib
 from ttm_jax import evaluate
+from ttm_jax import factory
 from ttm_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,6 +65,8 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
   assert summary['step'] == 30
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [r['step'] for r in rows if r['split'] == 'train'] == [10, 20, 30]
+  elapsed = [r['elapsed_seconds'] for r in rows if r['split'] == 'eval']
+  assert 0 < elapsed[0] < elapsed[1] < elapsed[2]  # Carried over the resume.
 
 
 def test_eval_mode_table_and_json(trained, capsys):
@@ -146,6 +149,32 @@ def test_last_stage_passed_finishes():
   curriculum = train.Curriculum(stage=1)
   train._advance(curriculum, 0.99, 10, data_lib.MultiplicationDataset(4), tc)
   assert curriculum.finished == 'passed stage 1'
+
+
+def test_custom_stage_order_promotes_and_finishes_in_it():
+  tc = tiny_config().train
+  tc.update(stages='1,2,5', last_stage=5, window=1)
+  order = train.stage_order(tc)
+  dataset = data_lib.MultiplicationDataset(4, order=order)
+  curriculum = train.Curriculum(stage=1)
+  stages = []
+  for step in range(4):
+    train._advance(curriculum, 0.99, step, dataset, tc)
+    stages.append(curriculum.stage)
+  assert stages == [2, 5, 5, 5] and curriculum.finished == 'passed stage 5'
+  assert curriculum.best_progress == pytest.approx(2.99)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'stages': '1,x'}, 'expected stage numbers'),
+    ({'stages': '1,9'}, 'distinct stages'),
+    ({'stages': '1,2', 'last_stage': 7}, 'last_stage=7 is not in'),
+    ({'stages': '2,1', 'start_stage': 1, 'last_stage': 2}, 'comes after'),
+])
+def test_bad_stage_order_is_a_config_error(overrides, message):
+  tc = tiny_config(**overrides).train
+  with pytest.raises(factory.ConfigError, match=message):
+    train.stage_order(tc)
 
 
 def test_early_stopping_after_patience():

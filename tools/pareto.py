@@ -4,7 +4,7 @@
 
 For each run (a workdir with `config.json` and `metrics.jsonl`): the matmul FLOPs of one
 forward step of one example (`ttm_jax.profiling.analytic_forward_flops`) and its curriculum
-progress, `(stage - 1) + eval exact match`, at its best evaluation (the measure of 'best' in
+progress, (stages passed) + eval exact match, at its best evaluation (the measure of 'best' in
 training). Runs on the Pareto front (no other run has fewer FLOPs and more progress) are
 joined by a line.
 """
@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 from ttm_jax import profiling  # pylint: disable=g-import-not-at-top
+from ttm_jax import train  # pylint: disable=g-import-not-at-top
 
 
 def summarize_run(workdir):
@@ -36,12 +37,15 @@ def summarize_run(workdir):
   train_rows, eval_rows = plot_lib.read_metrics(workdir)
   if not eval_rows:
     raise SystemExit(f'error: {workdir}/metrics.jsonl has no evaluations yet')
-  best = max(eval_rows, key=lambda r: (r['stage'] - 1 + r['sequence_accuracy'], -r['step']))
+  order = list(train.stage_order(config.train)) if 'stages' in config.train else list(
+      range(1, 8))  # Runs from before config.train.stages went through the stages in order.
+  progress = lambda r: order.index(r['stage']) + r['sequence_accuracy']
+  best = max(eval_rows, key=lambda r: (progress(r), -r['step']))
   solved = [r['step'] for r in eval_rows if r['stage'] == 1 and r['sequence_accuracy'] >= 0.99]
   return {'steps_to_1x1': solved[0] if solved else None,'name': os.path.basename(os.path.normpath(workdir)),
           'memory_size': config.model.memory_size, 'process_size': config.model.process_size,
           'forward_flops': profiling.analytic_forward_flops(config),
-          'progress': best['stage'] - 1 + best['sequence_accuracy'], 'step': best['step'],
+          'progress': progress(best), 'step': best['step'],
           'examples_per_second': sum(r['examples_per_second'] for r in train_rows)
                                  / len(train_rows)}
 
@@ -74,7 +78,7 @@ def draw(runs, out):
   ax.plot([r['forward_flops'] / 1e6 for r in front], [r['progress'] for r in front],
           color='tab:orange', label='Pareto front')
   ax.set(xscale='log', xlabel='forward MFLOPs per step per example (matmuls)',
-         ylabel='best progress: (stage - 1) + exact match', title='Cost vs accuracy')
+         ylabel='best progress: stages passed + exact match', title='Cost vs accuracy')
   ax.legend()
   ax_steps.set(xscale='log', xlabel='forward MFLOPs per step per example (matmuls)',
                ylabel='train steps', title='Steps to 99% exact match on 1×1')

@@ -21,6 +21,10 @@ from ttm_jax.log import log
 CONFIG_FILE = 'config.json'
 MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these...
 UNMATCHED_FIELDS = ('scan', 'scan_unroll')  # ...except how the steps are looped.
+# Fields added after checkpoints existed, at the value that gives the model those were trained
+# with: a checkpoint or config.json without the field reads as having this value.
+ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,
+                ('task', 'layout'): 'packed'}
 
 
 class CheckpointError(RuntimeError):
@@ -44,10 +48,11 @@ def check_config_matches(saved: Dict[str, Any], config: ml_collections.ConfigDic
                          where: str):
   """Raises CheckpointError naming every model/task field where `saved` differs."""
   current = config_sections(config)
-  diffs = [f'{section}.{key}: checkpoint {saved.get(section, {}).get(key)!r} vs config '
-           f'{value!r}'
+  saved_value = lambda section, key: saved.get(section, {}).get(
+      key, ADDED_FIELDS.get((section, key)))
+  diffs = [f'{section}.{key}: checkpoint {saved_value(section, key)!r} vs config {value!r}'
            for section, fields in current.items() for key, value in fields.items()
-           if saved.get(section, {}).get(key) != value]
+           if saved_value(section, key) != value]
   if diffs:
     raise CheckpointError(f'the checkpoint in {where} does not match the config ('
                           + '; '.join(diffs) + '): use the config it was trained with, or '
@@ -118,11 +123,14 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, CONFIG_FILE)
   try:
     with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+      config = json.load(f)
   except FileNotFoundError:
     raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a training workdir') from None
   except json.JSONDecodeError as e:
     raise CheckpointError(f'{path} is not valid JSON ({e})') from None
+  for (section, key), value in ADDED_FIELDS.items():
+    config.get(section, {}).setdefault(key, value)
+  return ml_collections.ConfigDict(config)
 
 
 def load_params(workdir: str, config: ml_collections.ConfigDict,

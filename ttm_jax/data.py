@@ -26,6 +26,7 @@ STAGES: Tuple[Tuple[int, int], ...] = (
     (1, 9), (10, 99), (100, 999), (1000, 9999), (1, 99), (1, 999), (1, 9999))
 FRAMINGS = ('problem', 'stream')
 DIGIT_ORDERS = ('lsb', 'msb')
+LAYOUTS = ('packed', 'aligned')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +37,24 @@ class Framing:
     max_digits: the longest operand the model is built for (fixes `problem_len`).
     framing: 'problem' or 'stream' (module docstring).
     digit_order: 'lsb' or 'msb': the order digits of operands and answer are written in.
+    layout: 'packed' (`a×b<EOS>` as written) or 'aligned' (each operand padded with PAD to
+      `max_digits`, so a digit's slot says its place value whatever the operands' lengths;
+      'problem' framing only).
   """
   max_digits: int = 4
   framing: str = 'problem'
   digit_order: str = 'lsb'
+  layout: str = 'packed'
 
   def __post_init__(self):
     if self.framing not in FRAMINGS:
       raise ValueError(f'framing must be one of {FRAMINGS}, got {self.framing!r}')
     if self.digit_order not in DIGIT_ORDERS:
       raise ValueError(f'digit_order must be one of {DIGIT_ORDERS}, got {self.digit_order!r}')
+    if self.layout not in LAYOUTS:
+      raise ValueError(f'layout must be one of {LAYOUTS}, got {self.layout!r}')
+    if self.layout == 'aligned' and self.framing != 'problem':
+      raise ValueError("layout 'aligned' is for the 'problem' framing only")
 
   @property
   def problem_len(self) -> int:
@@ -70,9 +79,16 @@ class Framing:
     d = tok.number_to_tokens(number)
     return d[::-1] if self.digit_order == 'lsb' else d
 
+  def _operand(self, number: int) -> List[int]:
+    digits = self._digits(number)
+    if self.layout == 'packed':
+      return digits
+    padding = [tok.PAD_TOKEN] * (self.max_digits - len(digits))
+    return digits + padding if self.digit_order == 'lsb' else padding + digits
+
   def problem_tokens(self, a: int, b: int) -> List[int]:
-    """`a×b<EOS>` in this framing's digit order."""
-    return self._digits(a) + [tok.TIMES_TOKEN] + self._digits(b) + [tok.EOS_TOKEN]
+    """`a×b<EOS>` in this framing's digit order and layout."""
+    return self._operand(a) + [tok.TIMES_TOKEN] + self._operand(b) + [tok.EOS_TOKEN]
 
   def answer_tokens(self, product: int) -> List[int]:
     """The product's digits in this framing's digit order, then EOS."""
@@ -147,33 +163,45 @@ class MultiplicationDataset:
 
   Attributes:
     stages: the 7 `(min_val, max_val)` operand ranges.
-    current_stage: 1-based index into `stages`.
+    order: the stages (1-based) in the order the curriculum visits them.
+    current_stage: 1-based index into `stages`, one of `order`.
   """
   stages = STAGES
 
   def __init__(self, batch_size: int = 32, seed: int = 0, stage: int = 1,
-               framing: Framing = Framing(), augment: bool = True, review: float = 0.0):
-    if not 1 <= stage <= len(STAGES):
-      raise ValueError(f'stage must be in 1..{len(STAGES)}, got {stage}')
-    if stage_digits(len(STAGES)) > framing.max_digits:
-      raise ValueError('the curriculum needs max_digits >= 4')
+               framing: Framing = Framing(), augment: bool = True, review: float = 0.0,
+               order: Sequence[int] = tuple(range(1, len(STAGES) + 1))):
+    if not order or not set(order) <= set(range(1, len(STAGES) + 1)) or \
+        len(set(order)) != len(order):
+      raise ValueError(f'the stage order must list distinct stages in 1..{len(STAGES)}, '
+                       f'got {list(order)}')
+    if stage not in order:
+      raise ValueError(f'stage {stage} is not in the stage order {list(order)}')
+    if stage_digits(max(order)) > framing.max_digits:
+      raise ValueError(f'stage {max(order)} needs max_digits >= {stage_digits(max(order))}')
     self.batch_size = batch_size
+    self.order = tuple(order)
     self.current_stage = stage
     self.framing = framing
     self.augment = augment
     self.review = review
     self.rng = np.random.default_rng(seed)
 
+  @property
+  def earlier_stages(self) -> Tuple[int, ...]:
+    """The stages visited before the current one."""
+    return self.order[:self.order.index(self.current_stage)]
+
   def generate_batch(self) -> Dict[str, np.ndarray]:
     """A batch of the current stage (see `Framing.encode` for its arrays).
 
-    With `review` > 0, that fraction of the examples comes from earlier stages (each example's
-    stage uniform over them), against forgetting the sizes already learned.
+    With `review` > 0, that fraction of the examples comes from earlier stages of `order`
+    (each example's stage uniform over them), against forgetting the sizes already learned.
     """
     stages = np.full(self.batch_size, self.current_stage)
-    if self.review and self.current_stage > 1:
+    if self.review and self.earlier_stages:
       earlier = self.rng.random(self.batch_size) < self.review
-      stages[earlier] = self.rng.integers(1, self.current_stage, size=int(earlier.sum()))
+      stages[earlier] = self.rng.choice(self.earlier_stages, size=int(earlier.sum()))
     ranges = np.array(self.stages)[stages - 1]
     a = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
     b = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
@@ -193,10 +221,11 @@ class MultiplicationDataset:
     return self.framing.encode(a[order], b[order], digits)
 
   def increase_difficulty(self) -> bool:
-    """Moves to the next stage; False if already at the last one."""
-    if self.current_stage >= len(self.stages):
+    """Moves to the next stage of `order`; False if already at the last one."""
+    index = self.order.index(self.current_stage)
+    if index + 1 >= len(self.order):
       return False
-    self.current_stage += 1
+    self.current_stage = self.order[index + 1]
     return True
 
   @staticmethod

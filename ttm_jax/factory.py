@@ -2,12 +2,14 @@
 
 import ml_collections
 
+from ttm_jax import baseline
 from ttm_jax import data
 from ttm_jax import processing
 from ttm_jax import ttm
 from ttm_jax.model import MultiplicationTTM
 
-_CHOICES = {'memory_mode': ttm.MEMORY_MODES, 'processing_unit': processing.PROCESSING_UNITS,
+MODEL_KINDS = ('ttm', 'transformer')
+_CHOICES = {'kind': MODEL_KINDS, 'memory_mode': ttm.MEMORY_MODES, 'processing_unit': processing.PROCESSING_UNITS,
             'memory_init': ttm.MEMORY_INITS}
 
 
@@ -18,13 +20,15 @@ class ConfigError(ValueError):
 def make_framing(config: ml_collections.ConfigDict) -> data.Framing:
   """The step framing of `config.task`."""
   try:
-    return data.Framing(config.task.max_digits, config.task.framing, config.task.digit_order)
+    return data.Framing(config.task.max_digits, config.task.framing, config.task.digit_order,
+                       config.task.layout)
   except ValueError as e:
     raise ConfigError(f'config.task: {e}') from None
 
 
-def make_model(config: ml_collections.ConfigDict) -> MultiplicationTTM:
-  """The `MultiplicationTTM` of `config.model`, sized for `config.task`."""
+def make_model(config: ml_collections.ConfigDict):
+  """The `MultiplicationTTM` of `config.model` (or, with `kind='transformer'`, the causal
+  Transformer baseline `baseline.MultiplicationTransformer`), sized for `config.task`."""
   framing = make_framing(config)
   m = config.model
   for field, choices in _CHOICES.items():
@@ -33,6 +37,13 @@ def make_model(config: ml_collections.ConfigDict) -> MultiplicationTTM:
   if m.hidden_size % m.num_heads:
     raise ConfigError(f'config.model.hidden_size={m.hidden_size} is not divisible by '
                       f'config.model.num_heads={m.num_heads}')
+  if m.kind == 'transformer':
+    if framing.tokens_per_step != 1:
+      raise ConfigError("config.model.kind='transformer' reads one token per step: it needs "
+                        "config.task.framing='stream'")
+    return baseline.MultiplicationTransformer(
+        hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
+        mlp_dim=m.mlp_dim, max_len=framing.num_steps(framing.max_digits))
   return MultiplicationTTM(
       hidden_size=m.hidden_size, tokens_per_step=framing.tokens_per_step,
       max_steps=framing.num_steps(framing.max_digits) if m.step_embedding else 0,
@@ -40,4 +51,5 @@ def make_model(config: ml_collections.ConfigDict) -> MultiplicationTTM:
       processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,
       memory_init=m.memory_init, simple_unit=m.simple_unit, scan=m.scan,
-      scan_unroll=m.scan_unroll, dropout_rate=m.dropout_rate)
+      scan_unroll=m.scan_unroll, dropout_rate=m.dropout_rate,
+      token_embed_stddev=m.token_embed_stddev)

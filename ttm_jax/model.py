@@ -59,6 +59,12 @@ def apply_eos_masking(logits: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
   return logits + mask[..., None].astype(logits.dtype) * bias
 
 
+def mask_after_answer_eos(logits: jnp.ndarray, answer_start: int) -> jnp.ndarray:
+  """EOS-masks `logits [B, S, 13]` after the first EOS predicted at or after `answer_start`."""
+  answering = jnp.arange(logits.shape[1]) >= answer_start
+  return apply_eos_masking(logits, after_first_eos(detect_eos(logits) & answering))
+
+
 class MultiplicationTTM(nn.Module):
   """A TTM that reads a multiplication problem step by step and writes the product.
 
@@ -70,6 +76,8 @@ class MultiplicationTTM(nn.Module):
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll: the TTM
       encoder's (`ttm.py`).
     dropout_rate: dropout everywhere.
+    token_embed_stddev: initial scale of the token embeddings (the position and step
+      embeddings start at about 1/sqrt(d)).
   """
   hidden_size: int = 128
   tokens_per_step: int = 11
@@ -87,10 +95,12 @@ class MultiplicationTTM(nn.Module):
   scan: bool = True
   scan_unroll: int = 1
   dropout_rate: float = 0.1
+  token_embed_stddev: float = 0.01
 
   def setup(self):
-    self.token_embed = nn.Embed(tok.VOCAB_SIZE, self.hidden_size,
-                                embedding_init=nn.initializers.normal(stddev=0.01))
+    self.token_embed = nn.Embed(
+        tok.VOCAB_SIZE, self.hidden_size,
+        embedding_init=nn.initializers.normal(stddev=self.token_embed_stddev))
     self.pos_embed = nn.Embed(self.tokens_per_step, self.hidden_size)
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
@@ -166,7 +176,4 @@ class MultiplicationTTM(nn.Module):
     memory = self.initial_memory(inputs.shape[0])
     outputs = self.encoder.scan_steps(memory, x, train)[1]  # Shape: [B, S, r, d].
     logits = self.logits(outputs, train)
-    if not train:
-      answering = jnp.arange(inputs.shape[1]) >= answer_start
-      logits = apply_eos_masking(logits, after_first_eos(detect_eos(logits) & answering))
-    return logits
+    return logits if train else mask_after_answer_eos(logits, answer_start)

@@ -2,9 +2,10 @@
 evaluation, promotion, early stopping, metrics, and orbax checkpoints that resume exactly.
 
 One epoch is `train.steps_per_epoch` steps followed by an evaluation on fresh problems of the
-current stage. Promotion: the mean of the last `train.window` evaluation sequence accuracies
-reaches `train.threshold`, or the stage has run `train.max_epochs_per_stage` epochs. Progress,
-the measure of 'best' and of early stopping, is `(stage - 1) + sequence accuracy`.
+current stage. The stages come in the order of `train.stages`. Promotion: the mean of the last
+`train.window` evaluation sequence accuracies reaches `train.threshold`, or the stage has run
+`train.max_epochs_per_stage` epochs. Progress, the measure of 'best' and of early stopping, is
+(stages passed) + sequence accuracy.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -169,6 +170,7 @@ class Curriculum:
   best_progress: float = -1.0
   evals_since_best: int = 0
   finished: str = ''  # Why training ended, once it has.
+  seconds: float = 0.0  # Wall-clock time of training and evaluation so far (over resumes).
 
 
 class _StopFlag:
@@ -239,10 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   framing = factory.make_framing(config)
   model = factory.make_model(config)
   tc = config.train
-  if not 1 <= tc.start_stage <= tc.last_stage <= len(data_lib.STAGES):
-    raise factory.ConfigError(
-        f'need 1 <= config.train.start_stage ({tc.start_stage}) <= config.train.last_stage '
-        f'({tc.last_stage}) <= {len(data_lib.STAGES)}')
+  order = stage_order(tc)
   mesh = make_mesh()
   if tc.batch_size % mesh.size:
     raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
@@ -253,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   schedule = optim.make_schedule(config.optim)
   params, train_state = init_state(model, tx, framing, config.seed)
   dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, tc.start_stage, framing,
-                                           tc.augment, tc.review)
+                                           tc.augment, tc.review, order)
   curriculum = Curriculum(stage=tc.start_stage)
 
   checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
@@ -320,6 +319,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
         eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step,
                                       workdir, step // tc.steps_per_epoch)
+        curriculum.seconds += time.perf_counter() - epoch_start
+        eval_summary['elapsed_seconds'] = curriculum.seconds
         writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
         bar.write(f'step {step} stage {curriculum.stage}: train loss '
                   f'{train_summary["loss"]:.4f}, eval exact match '
@@ -345,12 +346,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   return summary
 
 
+def stage_order(tc: ml_collections.ConfigDict) -> Tuple[int, ...]:
+  """The curriculum's stage order from `config.train.stages`, checked against `start_stage`
+  and `last_stage`."""
+  try:
+    order = tuple(int(stage) for stage in str(tc.stages).split(','))
+  except ValueError:
+    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: expected stage numbers '
+                              'separated by commas, e.g. "1,2,5"') from None
+  if not set(order) <= set(range(1, len(data_lib.STAGES) + 1)) or len(set(order)) != len(order):
+    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: expected distinct stages '
+                              f'in 1..{len(data_lib.STAGES)}')
+  for name in ('start_stage', 'last_stage'):
+    if tc[name] not in order:
+      raise factory.ConfigError(f'config.train.{name}={tc[name]} is not in config.train.stages'
+                                f'={tc.stages!r}')
+  if order.index(tc.start_stage) > order.index(tc.last_stage):
+    raise factory.ConfigError(f'config.train.start_stage={tc.start_stage} comes after '
+                              f'config.train.last_stage={tc.last_stage} in {tc.stages!r}')
+  return order
+
+
 def _advance(curriculum: Curriculum, accuracy: float, step: int,
              dataset: data_lib.MultiplicationDataset, tc: ml_collections.ConfigDict):
   """Updates the curriculum after an evaluation: best/patience, then promotion."""
   curriculum.history.append(accuracy)
   curriculum.epochs_in_stage += 1
-  progress = curriculum.stage - 1 + accuracy
+  progress = dataset.order.index(curriculum.stage) + accuracy
   if progress > curriculum.best_progress:
     curriculum.best_progress, curriculum.evals_since_best = progress, 0
   else:
@@ -358,10 +380,10 @@ def _advance(curriculum: Curriculum, accuracy: float, step: int,
   promote = (dataset.should_increase_difficulty(curriculum.history, tc.threshold, tc.window)
              or curriculum.epochs_in_stage >= tc.max_epochs_per_stage)
   if promote:
-    if curriculum.stage >= tc.last_stage:
+    if curriculum.stage == tc.last_stage or not dataset.increase_difficulty():
       curriculum.finished = f'passed stage {curriculum.stage}'
       return
-    dataset.current_stage = curriculum.stage = curriculum.stage + 1
+    curriculum.stage = dataset.current_stage
     curriculum.history, curriculum.epochs_in_stage = [], 0
     curriculum.schedule_start = step
     log.info('promoted to stage %d at step %d', curriculum.stage, step)

@@ -1,0 +1,135 @@
+"""Ablations on one training budget: each variant trains for the same number of steps (same
+batch, curriculum and optimizer as the default config), then is evaluated per digit size.
+
+  python tools/ablate.py --workdir=/tmp/ablations --steps=6000 [--variants=TL,none,...]
+  python tools/ablate.py --workdir=/tmp/ablations --report --out=docs/ablations
+
+Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less TTM) and
+`transformer` (a causal Transformer over the whole token stream, `ttm_jax/baseline.py`).
+Each trains in `WORKDIR/VARIANT` (resuming if interrupted) and writes `eval.json` there;
+`--report` gathers them into `OUT.json`, a Markdown table `OUT.md` and a plot `OUT.png`.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=g-import-not-at-top
+import matplotlib  # pylint: disable=g-import-not-at-top
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+from configs import mult  # pylint: disable=g-import-not-at-top
+from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
+from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
+from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
+from ttm_jax import factory  # pylint: disable=g-import-not-at-top
+from ttm_jax import train  # pylint: disable=g-import-not-at-top
+
+VARIANTS = {
+    'TL': {},
+    'TL-MHA': {'model.memory_mode': 'TL-MHA'},
+    'TL-AddErase': {'model.memory_mode': 'TL-AddErase'},
+    'none': {'model.memory_mode': 'none'},
+    'transformer': {'model.kind': 'transformer', 'task.framing': 'stream',
+                    'task.layout': 'packed'},
+}
+
+
+def variant_config(name: str, steps: int):
+  """The default config with the variant's changes, trained for `steps` steps, with every
+  stage of the curriculum open to it (no early end)."""
+  config = mult.get_config()
+  for field, value in VARIANTS[name].items():
+    section, key = field.split('.')
+    config[section][key] = value
+  config.train.update(num_steps=steps, patience=steps)
+  config.trace.num_examples = 0
+  return config
+
+
+def run_variant(name: str, workdir: str, steps: int):
+  """Trains and evaluates one variant; returns its `eval.json` contents."""
+  config = variant_config(name, steps)
+  start = time.perf_counter()
+  summary = train.train_and_evaluate(config, workdir)
+  seconds = time.perf_counter() - start
+  model = factory.make_model(config)
+  params, _ = ckpt.load_params(workdir, config, which='latest')
+  rows = evaluate.evaluate_sizes(model, params, config)
+  print(f'{name}:\n{evaluate.format_table(rows)}', flush=True)
+  train_rows, _ = plot_lib.read_metrics(workdir)
+  result = {
+      'variant': name, 'steps': summary['step'], 'stage': summary['stage'],
+      'examples': summary['step'] * config.train.batch_size, 'train_seconds': seconds,
+      # The first epoch's rate includes compilation, so it is left out.
+      'examples_per_second': sum(r['examples_per_second'] for r in train_rows[1:])
+                             / max(len(train_rows) - 1, 1),
+      'parameters': sum(x.size for x in jax.tree_util.tree_leaves(params)),
+      'rows': rows}
+  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def report(results, out: str):
+  """Writes `out.json`, `out.md` (one row per variant) and `out.png` (exact match per size)."""
+  with open(out + '.json', 'w') as f:
+    json.dump(results, f, indent=2)
+  sizes = [row['size'] for row in results[0]['rows']]
+  lines = ['| variant | parameters | examples/s | ' + ' | '.join(sizes) + ' |',
+           '|---|---|---|' + '---|' * len(sizes)]
+  for r in results:
+    cells = ' | '.join(f'{100 * row["exact_match"]:.1f}%' for row in r['rows'])
+    lines.append(f'| {r["variant"]} | {r["parameters"]:,} | {r["examples_per_second"]:.0f} | '
+                 f'{cells} |')
+  with open(out + '.md', 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  for r in results:
+    ax.plot(sizes, [100 * row['exact_match'] for row in r['rows']], 'o-', label=r['variant'])
+  ax.set(xlabel='operand digits', ylabel='exact match (%), greedy, fresh problems',
+         ylim=(-2, 102),
+         title=f'ablations: {results[0]["steps"]} steps × batch '
+               f'{results[0]["examples"] // max(results[0]["steps"], 1)} each')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out + '.png', dpi=110)
+  print('\n'.join(lines))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--steps', type=int, default=6000)
+  parser.add_argument('--variants', default=','.join(VARIANTS))
+  parser.add_argument('--report', action='store_true', help='only gather finished variants')
+  parser.add_argument('--out', default='docs/ablations')
+  args = parser.parse_args()
+  names = args.variants.split(',')
+  unknown = [n for n in names if n not in VARIANTS]
+  if unknown:
+    raise SystemExit(f'error: unknown variants {unknown}; known: {", ".join(VARIANTS)}')
+  results = []
+  for name in names:
+    workdir = os.path.join(args.workdir, name)
+    path = os.path.join(workdir, 'eval.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        results.append(json.load(f))
+    elif not args.report:
+      try:
+        results.append(run_variant(name, workdir, args.steps))
+      except (factory.ConfigError, ckpt.CheckpointError) as e:
+        raise SystemExit(f'error: {e}') from None
+  if results:
+    report(results, args.out)
+
+
+if __name__ == '__main__':
+  main()
