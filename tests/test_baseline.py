@@ -54,6 +54,11 @@ def test_multiplication_transformer_streams_like_its_full_pass():
                                  method=model.step)
     np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
   assert full.shape == inputs.shape[:2] + (13,)
+  # Each step wrote its own cache position and nothing beyond.
+  layers, length = 1, model.max_len
+  cache = memory.reshape(4, 2, layers, length, -1)
+  assert np.all(np.abs(cache[:, :, :, :inputs.shape[1]]).max(-1) > 0)
+  assert np.all(cache[:, :, :, inputs.shape[1]:] == 0)
 
 
 def test_multiplication_transformer_needs_the_stream_framing():

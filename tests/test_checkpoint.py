@@ -67,3 +67,17 @@ def test_predict_mode_on_the_shipped_checkpoint():
   assert result.returncode == 1  # One malformed line.
   lines = result.stdout.splitlines()
   assert lines[:2] == ['56', '27'] and lines[2].startswith('error: ')
+
+
+def test_checkpoints_from_before_a_field_existed_read_as_its_old_value(tmp_path):
+  config = mult.get_config('runlocal')
+  saved = ckpt.config_sections(config)
+  del saved['model']['kind'], saved['model']['token_embed_stddev'], saved['task']['layout']
+  with pytest.raises(ckpt.CheckpointError, match='token_embed_stddev: checkpoint 0.01'):
+    ckpt.check_config_matches(saved, config, 'old')  # The default is 0.125 now.
+  config.model.token_embed_stddev, config.task.layout = 0.01, 'packed'
+  ckpt.check_config_matches(saved, config, 'old')
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  read = ckpt.read_config(str(tmp_path))
+  assert (read.model.kind, read.model.token_embed_stddev, read.task.layout) == (
+      'ttm', 0.01, 'packed')

@@ -2,7 +2,8 @@
 batch, curriculum and optimizer as the default config), then is evaluated per digit size.
 
   python tools/ablate.py --workdir=/tmp/ablations --steps=6000 [--variants=TL,none,...]
-  python tools/ablate.py --workdir=/tmp/ablations --report --out=docs/ablations
+  python tools/ablate.py --workdir=/tmp/ablations --report --out=docs/ablations \
+      --shipped=checkpoints/mult
 
 Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less TTM) and
 `transformer` (a causal Transformer over the whole token stream, `ttm_jax/baseline.py`).
@@ -41,10 +42,10 @@ VARIANTS = {
 }
 
 
-def variant_config(name: str, steps: int):
-  """The default config with the variant's changes, trained for `steps` steps, with every
-  stage of the curriculum open to it (no early end)."""
-  config = mult.get_config()
+def variant_config(name: str, steps: int, arg: str = None):
+  """The config `configs/mult.py:arg` with the variant's changes, trained for `steps` steps
+  with no early end."""
+  config = mult.get_config(arg)
   for field, value in VARIANTS[name].items():
     section, key = field.split('.')
     config[section][key] = value
@@ -53,9 +54,9 @@ def variant_config(name: str, steps: int):
   return config
 
 
-def run_variant(name: str, workdir: str, steps: int):
+def run_variant(name: str, workdir: str, steps: int, arg: str = None):
   """Trains and evaluates one variant; returns its `eval.json` contents."""
-  config = variant_config(name, steps)
+  config = variant_config(name, steps, arg)
   start = time.perf_counter()
   summary = train.train_and_evaluate(config, workdir)
   seconds = time.perf_counter() - start
@@ -77,8 +78,9 @@ def run_variant(name: str, workdir: str, steps: int):
   return result
 
 
-def report(results, out: str):
-  """Writes `out.json`, `out.md` (one row per variant) and `out.png` (exact match per size)."""
+def report(results, out: str, shipped: str = None):
+  """Writes `out.json`, `out.md` (one row per variant) and `out.png` (exact match per size,
+  with the `--mode=eval` table of the `shipped` workdir as one more line, when given)."""
   with open(out + '.json', 'w') as f:
     json.dump(results, f, indent=2)
   sizes = [row['size'] for row in results[0]['rows']]
@@ -93,6 +95,11 @@ def report(results, out: str):
   fig, ax = plt.subplots(figsize=(8, 4.5))
   for r in results:
     ax.plot(sizes, [100 * row['exact_match'] for row in r['rows']], 'o-', label=r['variant'])
+  if shipped:
+    with open(os.path.join(shipped, 'eval.json')) as f:
+      rows = {row['size']: row for row in json.load(f)['rows']}
+    ax.plot(sizes, [100 * rows[size]['exact_match'] for size in sizes], 'k*--', ms=10,
+            label=f'shipped model ({shipped}, longer training)')
   ax.set(xlabel='operand digits', ylabel='exact match (%), greedy, fresh problems',
          ylim=(-2, 102),
          title=f'ablations: {results[0]["steps"]} steps × batch '
@@ -107,9 +114,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--steps', type=int, default=6000)
+  parser.add_argument('--config_arg', help='argument of configs/mult.py, e.g. runlocal')
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--report', action='store_true', help='only gather finished variants')
   parser.add_argument('--out', default='docs/ablations')
+  parser.add_argument('--shipped', help='a workdir whose eval.json (--mode=eval) to plot too')
   args = parser.parse_args()
   names = args.variants.split(',')
   unknown = [n for n in names if n not in VARIANTS]
@@ -124,11 +133,11 @@ def main():
         results.append(json.load(f))
     elif not args.report:
       try:
-        results.append(run_variant(name, workdir, args.steps))
+        results.append(run_variant(name, workdir, args.steps, args.config_arg))
       except (factory.ConfigError, ckpt.CheckpointError) as e:
         raise SystemExit(f'error: {e}') from None
   if results:
-    report(results, args.out)
+    report(results, args.out, args.shipped)
 
 
 if __name__ == '__main__':

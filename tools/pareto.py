@@ -42,7 +42,8 @@ def summarize_run(workdir):
   progress = lambda r: order.index(r['stage']) + r['sequence_accuracy']
   best = max(eval_rows, key=lambda r: (progress(r), -r['step']))
   solved = [r['step'] for r in eval_rows if r['stage'] == 1 and r['sequence_accuracy'] >= 0.99]
-  return {'steps_to_1x1': solved[0] if solved else None,'name': os.path.basename(os.path.normpath(workdir)),
+  return {'steps_to_1x1': solved[0] if solved else None,
+          'name': os.path.basename(os.path.normpath(workdir)),
           'memory_size': config.model.memory_size, 'process_size': config.model.process_size,
           'forward_flops': profiling.analytic_forward_flops(config),
           'progress': progress(best), 'step': best['step'],

@@ -109,7 +109,8 @@ class CausalTransformer(nn.Module):
     return {'keys': jnp.zeros(shape), 'values': jnp.zeros(shape)}
 
   def _run(self, tokens, start, cache: Cache, visible) -> Tuple[jnp.ndarray, Cache]:
-    x = self.embed(tokens) + self.positions(start + jnp.arange(tokens.shape[1]))
+    start = jnp.broadcast_to(start, tokens.shape[:1])  # Shape: [B].
+    x = self.embed(tokens) + self.positions(start[:, None] + jnp.arange(tokens.shape[1]))
     keys, values = [], []
     for layer, block in enumerate(self.blocks):
       x, k, v = block(x, cache['keys'][layer], cache['values'][layer], visible, start)

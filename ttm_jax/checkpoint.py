@@ -143,7 +143,7 @@ def load_params(workdir: str, config: ml_collections.ConfigDict,
   model = factory.make_model(config)
   framing = factory.make_framing(config)
   tokens = jax.ShapeDtypeStruct((1, 1, framing.tokens_per_step), 'int32')
-  params_like = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens))['params']
+  params_like = jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params']
   for folder in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
     directory = os.path.join(workdir, folder)
     if not os.path.isdir(directory):

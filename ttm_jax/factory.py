@@ -9,8 +9,8 @@ from ttm_jax import ttm
 from ttm_jax.model import MultiplicationTTM
 
 MODEL_KINDS = ('ttm', 'transformer')
-_CHOICES = {'kind': MODEL_KINDS, 'memory_mode': ttm.MEMORY_MODES, 'processing_unit': processing.PROCESSING_UNITS,
-            'memory_init': ttm.MEMORY_INITS}
+_CHOICES = {'kind': MODEL_KINDS, 'memory_mode': ttm.MEMORY_MODES,
+            'processing_unit': processing.PROCESSING_UNITS, 'memory_init': ttm.MEMORY_INITS}
 
 
 class ConfigError(ValueError):
