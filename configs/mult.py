@@ -58,6 +58,7 @@ def get_config(arg=None):
   config.model.token_embed_stddev = 0.125  # Initial scale of the token embeddings.
   config.model.scan = True  # nn.scan over steps; False: a Python loop over steps (Scenic's).
   config.model.scan_unroll = 1  # Steps per iteration of the scanned loop.
+  config.model.remat = True  # Recompute each step's activations in the backward pass (faster here).
 
   config.optim = ml_collections.ConfigDict()
   config.optim.peak_lr = 2e-3  # Learning rate after warmup (2x the base 1e-3).

@@ -20,7 +20,7 @@ from ttm_jax.log import log
 
 CONFIG_FILE = 'config.json'
 MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these...
-UNMATCHED_FIELDS = ('scan', 'scan_unroll')  # ...except how the steps are looped.
+UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat')  # ...except how the steps are computed.
 # Fields added after checkpoints existed, at the value that gives the model those were trained
 # with: a checkpoint or config.json without the field reads as having this value.
 ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,

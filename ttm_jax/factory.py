@@ -51,5 +51,5 @@ def make_model(config: ml_collections.ConfigDict):
       processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,
       memory_init=m.memory_init, simple_unit=m.simple_unit, scan=m.scan,
-      scan_unroll=m.scan_unroll, dropout_rate=m.dropout_rate,
+      scan_unroll=m.scan_unroll, remat=m.remat, dropout_rate=m.dropout_rate,
       token_embed_stddev=m.token_embed_stddev)

@@ -73,7 +73,7 @@ class MultiplicationTTM(nn.Module):
     tokens_per_step: n, input tokens per step.
     max_steps: the step-embedding table size (0: no step embedding).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
-      use_positional_embedding, memory_init, simple_unit, scan, scan_unroll: the TTM
+      use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
     dropout_rate: dropout everywhere.
     token_embed_stddev: initial scale of the token embeddings (the position and step
@@ -94,6 +94,7 @@ class MultiplicationTTM(nn.Module):
   simple_unit: bool = False
   scan: bool = True
   scan_unroll: int = 1
+  remat: bool = False
   dropout_rate: float = 0.1
   token_embed_stddev: float = 0.01
 
@@ -112,7 +113,8 @@ class MultiplicationTTM(nn.Module):
         num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
         use_positional_embedding=self.use_positional_embedding,
         dropout_rate=self.dropout_rate, memory_init=self.memory_init,
-        simple_unit=self.simple_unit, scan=self.scan, scan_unroll=self.scan_unroll)
+        simple_unit=self.simple_unit, scan=self.scan, scan_unroll=self.scan_unroll,
+        remat=self.remat)
     self.head = OutputHead(self.dropout_rate)
 
   def embed(self, tokens: jnp.ndarray, steps: jnp.ndarray, train: bool = False) -> jnp.ndarray:

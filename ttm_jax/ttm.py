@@ -153,6 +153,8 @@ class TokenTuringMachineEncoder(nn.Module):
     scan: `nn.scan` over steps; False unrolls them in a Python loop, as Scenic does (the same
       parameters; compile time grows with the number of steps).
     scan_unroll: steps per iteration of the scanned loop.
+    remat: recompute each step's activations in the backward pass instead of storing them
+      (`nn.remat`): less memory, and no stacking of per-step residuals in the scanned loop.
   """
   process_size: int = 8
   memory_size: int = 64
@@ -167,6 +169,7 @@ class TokenTuringMachineEncoder(nn.Module):
   simple_unit: bool = False
   scan: bool = True
   scan_unroll: int = 1
+  remat: bool = False
 
   def setup(self):
     if self.simple_unit:
@@ -194,13 +197,15 @@ class TokenTuringMachineEncoder(nn.Module):
                  train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """All steps from a given memory: `([B, m, d], [B, S, n, d])` ->
     `(final memory [B, m, d], outputs [B, S, r, d])`."""
+    step_fn = nn.remat(_unit_step, prevent_cse=not self.scan, static_argnums=(3,)) \
+        if self.remat else _unit_step
     if not self.scan:
       outputs = []
       for t in range(inputs.shape[1]):
-        memory, step_outputs = self.unit(memory, inputs[:, t], train)
+        memory, step_outputs = step_fn(self.unit, memory, inputs[:, t], train)
         outputs.append(step_outputs)
       return memory, jnp.stack(outputs, axis=1)
-    scan = nn.scan(_unit_step, variable_broadcast='params',
+    scan = nn.scan(step_fn, variable_broadcast='params',
                    variable_axes={'intermediates': 1},
                    split_rngs={'params': False, 'dropout': True},
                    in_axes=(1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
