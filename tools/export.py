@@ -1,10 +1,10 @@
-"""Packs a training run's best checkpoint for shipping: parameters and metadata only.
+"""Packs a training run's checkpoint for shipping: parameters and metadata only.
 
-  python tools/export.py WORKDIR OUT      # e.g. OUT=checkpoints/mult
+  python tools/export.py WORKDIR OUT [--which=latest]     # e.g. OUT=checkpoints/mult
 
-OUT gets the run's `config.json` and `best/<step>/` with the `params` and `meta` items (no
-optimizer state, which is twice the parameters' size), and `metrics.jsonl` when the run has
-one. `python main.py --config=configs/mult.py --workdir=OUT --mode=eval` then loads it like
+OUT gets the run's `config.json` and `best/<step>/` with the `params` and `meta` items of the
+run's best step (with `--which=latest`, of its latest step), without the optimizer state (twice
+the parameters' size), and `metrics.jsonl` when the run has one. `python main.py --config=configs/mult.py --workdir=OUT --mode=eval` then loads it like
 any workdir. OUT must not hold a checkpoint already.
 """
 
@@ -20,18 +20,20 @@ import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 
 
-def export(workdir: str, out: str) -> str:
-  """Writes the shipped checkpoint; returns its step directory."""
+def export(workdir: str, out: str, which: str = 'best') -> str:
+  """Writes the shipped checkpoint from `workdir`'s `which` ('best' or 'latest') step;
+  returns its step directory."""
   config = ckpt.read_config(workdir)
-  params, meta = ckpt.load_params(workdir, config)
-  if os.path.exists(os.path.join(out, 'best')):
-    raise ckpt.CheckpointError(f'{out}/best exists already; remove it or choose another OUT')
-  ckpt.write_config(out, config)
-  source = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'best')))
+  folder = 'best' if which == 'best' else 'checkpoints'
+  source = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, folder)))
   step = source.latest_step()
   source.close()
   if step is None:
-    raise ckpt.CheckpointError(f'{workdir} has no best/ checkpoint')
+    raise ckpt.CheckpointError(f'{workdir} has no checkpoint in {folder}/')
+  params, meta = ckpt.load_params(workdir, config, which)
+  if os.path.exists(os.path.join(out, 'best')):
+    raise ckpt.CheckpointError(f'{out}/best exists already; remove it or choose another OUT')
+  ckpt.write_config(out, config)
   manager = ocp.CheckpointManager(
       os.path.abspath(os.path.join(out, 'best')),
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
@@ -49,9 +51,10 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdir')
   parser.add_argument('out')
+  parser.add_argument('--which', choices=('best', 'latest'), default='best')
   args = parser.parse_args()
   try:
-    path = export(args.workdir, args.out)
+    path = export(args.workdir, args.out, args.which)
   except ckpt.CheckpointError as e:
     raise SystemExit(f'error: {e}') from None
   size = sum(os.path.getsize(os.path.join(root, name))
