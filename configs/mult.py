@@ -113,7 +113,8 @@ def get_config(arg=None):
   if arg['paper']:
     config.task.layout = 'packed'
     config.model.update(hidden_size=128, memory_size=96, process_size=16, num_layers=4,
-                        num_heads=4, mlp_dim=512, dropout_rate=0.1, token_embed_stddev=0.01)
+                        num_heads=4, mlp_dim=512, dropout_rate=0.1, token_embed_stddev=0.01,
+                        remat=False)
     config.optim.update(decay_steps=1000, restart_per_stage=False)
     config.train.update(batch_size=64, num_steps=20000, steps_per_epoch=100,
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)
