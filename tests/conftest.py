@@ -31,7 +31,7 @@ def traced_run(tmp_path_factory):
   config = mult.get_config('runlocal')
   config.train.update(num_steps=20, steps_per_epoch=10)
   config.eval.update(num_examples=8)
-  config.trace.num_examples = 2
+  config.trace.update(num_examples=2, every_epochs=1)
   config.profile.update(first_step=12, num_steps=2)
   train.train_and_evaluate(config, workdir)
   return config, workdir

@@ -49,9 +49,10 @@ def test_multiplication_transformer_streams_like_its_full_pass():
   model, inputs, params = _multiplication_transformer()
   full = model.apply({'params': params}, inputs, train=True)
   memory = model.apply({'params': params}, 4, method=model.initial_memory)
+  step = jax.jit(lambda m, tokens, t: model.apply({'params': params}, m, tokens, t,
+                                                  method=model.step))
   for t in range(inputs.shape[1]):
-    memory, logits = model.apply({'params': params}, memory, inputs[:, t], jnp.full(4, t),
-                                 method=model.step)
+    memory, logits = step(memory, inputs[:, t], jnp.full(4, t))
     np.testing.assert_allclose(logits, full[:, t], atol=1e-5)
   assert full.shape == inputs.shape[:2] + (13,)
   # Each step wrote its own cache position and nothing beyond.
