@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from tools import ablate
 
 
+@pytest.mark.slow  # About 25 s.
 def test_transformer_variant_trains_evaluates_and_reports(tmp_path):
   workdir = str(tmp_path / 'transformer')
   result = ablate.run_variant('transformer', workdir, steps=10, arg='runlocal')
