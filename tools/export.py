@@ -25,22 +25,22 @@ def export(workdir: str, out: str, which: str = 'best') -> str:
   returns its step directory."""
   config = ckpt.read_config(workdir)
   folder = 'best' if which == 'best' else 'checkpoints'
-  source = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, folder)))
-  step = source.latest_step()
-  source.close()
+  directory = os.path.join(workdir, folder)
+  step = None
+  if os.path.isdir(directory):
+    source = ckpt.manager(directory)
+    step = source.latest_step()
+    source.close()
   if step is None:
     raise ckpt.CheckpointError(f'{workdir} has no checkpoint in {folder}/')
   params, meta = ckpt.load_params(workdir, config, which)
   if os.path.exists(os.path.join(out, 'best')):
     raise ckpt.CheckpointError(f'{out}/best exists already; remove it or choose another OUT')
   ckpt.write_config(out, config)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(out, 'best')),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                           enable_async_checkpointing=False))
-  manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+  shipped = ckpt.manager(os.path.join(out, 'best'))
+  shipped.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
                                              meta=ocp.args.JsonSave(meta)))
-  manager.close()
+  shipped.close()
   metrics = os.path.join(workdir, 'metrics.jsonl')
   if os.path.exists(metrics):
     shutil.copyfile(metrics, os.path.join(out, 'metrics.jsonl'))

@@ -37,9 +37,9 @@ def summarize_run(workdir):
   train_rows, eval_rows = plot_lib.read_metrics(workdir)
   if not eval_rows:
     raise SystemExit(f'error: {workdir}/metrics.jsonl has no evaluations yet')
-  order = list(train.stage_order(config.train)) if 'stages' in config.train else list(
+  order = train.stage_order(config.train) if 'stages' in config.train else tuple(
       range(1, 8))  # Runs from before config.train.stages went through the stages in order.
-  progress = lambda r: order.index(r['stage']) + r['sequence_accuracy']
+  progress = lambda r: train.progress(order, r['stage'], r['sequence_accuracy'])
   best = max(eval_rows, key=lambda r: (progress(r), -r['step']))
   solved = [r['step'] for r in eval_rows if r['stage'] == 1 and r['sequence_accuracy'] >= 0.99]
   return {'steps_to_1x1': solved[0] if solved else None,

@@ -31,7 +31,8 @@ class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used; the message says why."""
 
 
-def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+def manager(directory: str, keep: int = 1) -> ocp.CheckpointManager:
+  """A synchronous orbax CheckpointManager of `directory` keeping the last `keep` steps."""
   return ocp.CheckpointManager(
       os.path.abspath(directory),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -64,8 +65,8 @@ class Checkpoints:
 
   def __init__(self, workdir: str, keep: int = 3):
     self.workdir = workdir
-    self.latest = _manager(os.path.join(workdir, 'checkpoints'), keep)
-    self.best = _manager(os.path.join(workdir, 'best'), 1)
+    self.latest = manager(os.path.join(workdir, 'checkpoints'), keep)
+    self.best = manager(os.path.join(workdir, 'best'), 1)
 
   def save(self, step: int, params, train_state, meta: Dict[str, Any], is_best: bool):
     """Saves `step` as the latest (and, if `is_best`, as the best) checkpoint."""
@@ -148,14 +149,14 @@ def load_params(workdir: str, config: ml_collections.ConfigDict,
     directory = os.path.join(workdir, folder)
     if not os.path.isdir(directory):
       continue
-    manager = _manager(directory, 1)
-    step = manager.latest_step()
+    steps = manager(directory)
+    step = steps.latest_step()
     if step is None:
       continue
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    meta = steps.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
     check_config_matches(meta['config'], config, directory)
     try:
-      params = manager.restore(step, args=ocp.args.Composite(
+      params = steps.restore(step, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(params_like)))['params']
     except Exception as e:  # Orbax raises many types for a damaged step.
       raise CheckpointError(f'cannot read the parameters of step {step} in {directory} '

@@ -139,6 +139,13 @@ class Framing:
     return {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
 
 
+def check_stage_order(order: Sequence[int]):
+  """Raises ValueError unless `order` lists distinct curriculum stages (1-based)."""
+  if not order or not set(order) <= set(range(1, len(STAGES) + 1)) or \
+      len(set(order)) != len(order):
+    raise ValueError(f'expected distinct stages in 1..{len(STAGES)}, got {list(order)}')
+
+
 def stage_digits(stage: int) -> int:
   """Digits of the largest operand in curriculum stage `stage` (1-based)."""
   return len(str(STAGES[stage - 1][1]))
@@ -171,10 +178,7 @@ class MultiplicationDataset:
   def __init__(self, batch_size: int = 32, seed: int = 0, stage: int = 1,
                framing: Framing = Framing(), augment: bool = True, review: float = 0.0,
                order: Sequence[int] = tuple(range(1, len(STAGES) + 1))):
-    if not order or not set(order) <= set(range(1, len(STAGES) + 1)) or \
-        len(set(order)) != len(order):
-      raise ValueError(f'the stage order must list distinct stages in 1..{len(STAGES)}, '
-                       f'got {list(order)}')
+    check_stage_order(order)
     if stage not in order:
       raise ValueError(f'stage {stage} is not in the stage order {list(order)}')
     if stage_digits(max(order)) > framing.max_digits:

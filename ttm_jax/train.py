@@ -354,9 +354,10 @@ def stage_order(tc: ml_collections.ConfigDict) -> Tuple[int, ...]:
   except ValueError:
     raise factory.ConfigError(f'config.train.stages={tc.stages!r}: expected stage numbers '
                               'separated by commas, e.g. "1,2,5"') from None
-  if not set(order) <= set(range(1, len(data_lib.STAGES) + 1)) or len(set(order)) != len(order):
-    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: expected distinct stages '
-                              f'in 1..{len(data_lib.STAGES)}')
+  try:
+    data_lib.check_stage_order(order)
+  except ValueError as e:
+    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: {e}') from None
   for name in ('start_stage', 'last_stage'):
     if tc[name] not in order:
       raise factory.ConfigError(f'config.train.{name}={tc[name]} is not in config.train.stages'
@@ -367,14 +368,19 @@ def stage_order(tc: ml_collections.ConfigDict) -> Tuple[int, ...]:
   return order
 
 
+def progress(order: Tuple[int, ...], stage: int, accuracy: float) -> float:
+  """Curriculum progress: the stages of `order` passed before `stage`, plus `accuracy` on it."""
+  return order.index(stage) + accuracy
+
+
 def _advance(curriculum: Curriculum, accuracy: float, step: int,
              dataset: data_lib.MultiplicationDataset, tc: ml_collections.ConfigDict):
   """Updates the curriculum after an evaluation: best/patience, then promotion."""
   curriculum.history.append(accuracy)
   curriculum.epochs_in_stage += 1
-  progress = dataset.order.index(curriculum.stage) + accuracy
-  if progress > curriculum.best_progress:
-    curriculum.best_progress, curriculum.evals_since_best = progress, 0
+  reached = progress(dataset.order, curriculum.stage, accuracy)
+  if reached > curriculum.best_progress:
+    curriculum.best_progress, curriculum.evals_since_best = reached, 0
   else:
     curriculum.evals_since_best += 1
   promote = (dataset.should_increase_difficulty(curriculum.history, tc.threshold, tc.window)
