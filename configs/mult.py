@@ -59,6 +59,7 @@ def get_config(arg=None):
   config.model.scan = True  # nn.scan over steps; False: a Python loop over steps (Scenic's).
   config.model.scan_unroll = 1  # Steps per iteration of the scanned loop.
   config.model.remat = True  # Recompute each step's activations in the backward pass (faster here).
+  config.model.compute_dtype = 'float32'  # Or 'bfloat16': the TTM's arithmetic (params stay fp32).
 
   config.optim = ml_collections.ConfigDict()
   config.optim.peak_lr = 2e-3  # Learning rate after warmup (2x the base 1e-3).

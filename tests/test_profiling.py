@@ -1,5 +1,6 @@
 """tools/profile.py writes an XLA trace and the optimized HLO, and its FLOP count (the scanned
-loop scaled by its trip count) agrees with the unrolled program and an analytic count."""
+loop scaled by its trip count) agrees with the unrolled program and an analytic count, also
+when the timed step is split over two devices."""
 
 import glob
 import json
@@ -18,12 +19,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope='module')
 def profiled(tmp_path_factory):
-  """`(stdout, summary, workdir)` of tools/profile.py: paper model, batch 8, stage 1 (S = 3)."""
+  """`(stdout, summary, workdir)` of tools/profile.py: paper model, batch 8, stage 1 (S = 3),
+  data parallel over 2 forced host devices."""
   workdir = str(tmp_path_factory.mktemp('profile'))
+  flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count=2'
   result = subprocess.run(
       [sys.executable, 'tools/profile.py', '--config=configs/mult.py:paper',
        '--config.train.batch_size=8', f'--workdir={workdir}', '--steps=2'],
-      cwd=ROOT, capture_output=True, text=True, timeout=900)
+      cwd=ROOT, capture_output=True, text=True, timeout=900,
+      env=dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu'))
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, 'profile', 'summary.json')) as f:
     return result.stdout, json.load(f), workdir
@@ -42,7 +46,7 @@ def test_writes_a_trace_and_the_optimized_hlo(profiled):
 def test_flop_count_matches_unrolled_and_analytic(profiled):
   stdout, summary, _ = profiled
   steps = summary['steps_per_example']
-  assert (summary['batch_size'], steps) == (8, 3)
+  assert (summary['batch_size'], steps, summary['num_devices']) == (8, 3, 2)
   # XLA counts the loop body once; the scaled count adds the other S - 1 steps.
   assert summary['reported_flops'] < summary['flops']
   assert summary['flops'] == pytest.approx(summary['unrolled_flops'], rel=0.06)

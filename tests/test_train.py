@@ -18,6 +18,7 @@ import pytest
 
 from configs import mult
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import cli
 from ttm_jax import data as data_lib
 from ttm_jax import evaluate
 from ttm_jax import factory
@@ -77,6 +78,21 @@ def test_eval_mode_table_and_json(trained, capsys):
   printed = capsys.readouterr().out
   assert 'exact match' in printed and '2x1' in printed
   assert json.load(open(os.path.join(workdir, 'eval.json')))['rows'] == rows
+
+
+def test_eval_mode_of_a_saved_step(trained, capsys):
+  config, workdir, _ = trained
+  rows = evaluate.run_eval(config, workdir, step=10)
+  saved = json.load(open(os.path.join(workdir, 'eval-step10.json')))
+  assert saved['rows'] == rows and saved['step'] == 10
+  first, _ = ckpt.load_params(workdir, config, step=10)
+  second, _ = ckpt.load_params(workdir, config, step=20)
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(first),
+                                                      jax.tree_util.tree_leaves(second)))
+  capsys.readouterr()
+  assert cli.run('eval', config, workdir, step=15) == 1
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and 'has no saved step 15; it has 10, 20' in err
 
 
 def test_predict_answers_each_line_and_flags_malformed(trained):

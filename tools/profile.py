@@ -5,10 +5,14 @@
   tensorboard --logdir=/tmp/prof/profile/trace      # or open the perfetto_trace.json.gz in
                                                      # https://ui.perfetto.dev
 
+  XLA_FLAGS=--xla_force_host_platform_device_count=2 python tools/profile.py ...
+                                                     # data parallel over 2 CPU devices
+
 Prints compile time, step time, FLOPs per step (XLA's count with the scanned loop scaled by its
 trip count, beside the count of the same step unrolled and an analytic matmul count), bytes
 accessed, peak memory, and the achieved FLOP/s against a measured matmul peak of the same
-device. Writes `WORKDIR/profile/{trace/, train_step.hlo.txt, summary.json}`.
+devices. The step is the one `main.py` trains with: data parallel over all local devices.
+Writes `WORKDIR/profile/{trace/, train_step.hlo.txt, summary.json}`.
 """
 
 import json
@@ -43,7 +47,7 @@ def summary_lines(r):
   """The printed summary of `profiling.profile_train_step`'s result."""
   mem = r['memory_bytes']
   lines = [
-      f'device                {r["device"]} (one)',
+      f'devices               {r["num_devices"]} x {r["device"]} (data parallel)',
       f'batch                 {r["batch_size"]} examples x {r["steps_per_example"]} steps',
       f'compile time          {r["compile_seconds"]:.2f} s',
       f'step time             {r["step_seconds"] * 1e3:.2f} ms '
@@ -61,12 +65,12 @@ def summary_lines(r):
                  f'({r["flops"] / r["analytic_flops"] - 1:+.2%})')
   lines += [
       f'bytes accessed        {r["bytes_accessed"] / 2**20:.1f} MiB',
-      f'peak memory           {mem["peak"] / 2**20:.1f} MiB (arguments '
+      f'peak memory           {mem["peak"] / 2**20:.1f} MiB per device (arguments '
       f'{mem["arguments"] / 2**20:.1f}, outputs {mem["outputs"] / 2**20:.1f}, temporaries '
       f'{mem["temporaries"] / 2**20:.1f}, donated {mem["aliased"] / 2**20:.1f} MiB)',
       f'achieved              {r["achieved_flops_per_second"] / 1e9:.1f} GFLOP/s',
       f'matmul peak           {r["matmul_peak_flops_per_second"] / 1e9:.1f} GFLOP/s '
-      '(2048x2048 float32)',
+      '(2048x2048 float32 on each device at once)',
       f'fraction of peak      {r["fraction_of_peak"]:.1%}',
       f'trace                 {r["trace_dir"]}',
       f'optimized HLO         {r["hlo_path"]}',

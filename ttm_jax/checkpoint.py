@@ -20,11 +20,13 @@ from ttm_jax.log import log
 
 CONFIG_FILE = 'config.json'
 MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these...
-UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat')  # ...except how the steps are computed.
+# ...except how the steps are computed.
+UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat', 'compute_dtype')
 # Fields added after checkpoints existed, at the value that gives the model those were trained
 # with: a checkpoint or config.json without the field reads as having this value.
 ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,
-                ('task', 'layout'): 'packed'}
+                ('task', 'layout'): 'packed', ('model', 'remat'): False,
+                ('model', 'compute_dtype'): 'float32'}
 
 
 class CheckpointError(RuntimeError):
@@ -134,34 +136,44 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
-def load_params(workdir: str, config: ml_collections.ConfigDict,
-                which: str = 'best') -> Tuple[Any, Dict[str, Any]]:
-  """Restores `(params, meta)` from `workdir/<which>` (`'best'`, else the latest step).
+def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'best',
+                step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
+  """Restores `(params, meta)` from `workdir/<which>` (`'best'`, else the latest step), or,
+  given `step`, that saved step (from `checkpoints/` or `best/`).
 
   Raises:
-    CheckpointError: no checkpoint, a mismatching config, or an unreadable step.
+    CheckpointError: no checkpoint (or no such step), a mismatching config, or an unreadable
+      step.
   """
   model = factory.make_model(config)
   framing = factory.make_framing(config)
   tokens = jax.ShapeDtypeStruct((1, 1, framing.tokens_per_step), 'int32')
   params_like = jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params']
-  for folder in ((which, 'checkpoints') if which == 'best' else ('checkpoints',)):
+  folders = ('checkpoints', 'best') if step is not None else (
+      (which, 'checkpoints') if which == 'best' else ('checkpoints',))
+  saved = set()
+  for folder in folders:
     directory = os.path.join(workdir, folder)
     if not os.path.isdir(directory):
       continue
     steps = manager(directory)
-    step = steps.latest_step()
-    if step is None:
+    saved.update(steps.all_steps())
+    chosen = steps.latest_step() if step is None else (
+        step if step in steps.all_steps() else None)
+    if chosen is None:
       continue
-    meta = steps.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    meta = steps.restore(chosen, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
     check_config_matches(meta['config'], config, directory)
     try:
-      params = steps.restore(step, args=ocp.args.Composite(
+      params = steps.restore(chosen, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(params_like)))['params']
     except Exception as e:  # Orbax raises many types for a damaged step.
-      raise CheckpointError(f'cannot read the parameters of step {step} in {directory} '
+      raise CheckpointError(f'cannot read the parameters of step {chosen} in {directory} '
                             f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
     return params, meta
+  if step is not None and saved:
+    raise CheckpointError(f'{workdir} has no saved step {step}; it has '
+                          f'{", ".join(str(s) for s in sorted(saved))}')
   raise CheckpointError(f'no checkpoint in {workdir} (looked in best/ and checkpoints/)')
 
 

@@ -15,8 +15,9 @@ MODES = ('train', 'eval', 'predict', 'trace', 'demo')
 USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
 
 
-def run(mode: str, config, workdir: str, problem: str = None) -> int:
-  """Runs `mode`; returns the exit code. Known failures print `error: ...` and return 1."""
+def run(mode: str, config, workdir: str, problem: str = None, step: int = None) -> int:
+  """Runs `mode`; returns the exit code. Known failures print `error: ...` and return 1.
+  `step`: with mode 'eval', the saved step to evaluate instead of the best."""
   try:
     config.keys()  # config_flags defers a config file's load error to the first access.
   except OSError as e:
@@ -28,7 +29,7 @@ def run(mode: str, config, workdir: str, problem: str = None) -> int:
       train.train_and_evaluate(config, workdir)
       return 0
     if mode == 'eval':
-      evaluate.run_eval(config, workdir)
+      evaluate.run_eval(config, workdir, step)
       return 0
     if mode == 'demo':
       return demo.run_demo(config, workdir)

@@ -4,7 +4,7 @@ problems read from a stream)."""
 import json
 import os
 import sys
-from typing import Dict, List, TextIO
+from typing import Dict, List, Optional, TextIO
 
 import ml_collections
 import numpy as np
@@ -54,10 +54,12 @@ def format_table(rows: List[Dict]) -> str:
   return '\n'.join(lines)
 
 
-def run_eval(config: ml_collections.ConfigDict, workdir: str) -> List[Dict]:
-  """Restores the workdir's best checkpoint, prints the table, writes `workdir/eval.json`, and
-  traces `config.trace.num_examples` problems of each size into `workdir/dumps`."""
-  params, meta = ckpt.load_params(workdir, config)
+def run_eval(config: ml_collections.ConfigDict, workdir: str,
+             step: Optional[int] = None) -> List[Dict]:
+  """Restores the workdir's best checkpoint (or its saved `step`), prints the table, writes
+  `workdir/eval.json` (`eval-step<step>.json`), and traces `config.trace.num_examples`
+  problems of each size into `workdir/dumps`."""
+  params, meta = ckpt.load_params(workdir, config, step=step)
   model = factory.make_model(config)
   rows = evaluate_sizes(model, params, config)
   print(format_table(rows))
@@ -69,9 +71,10 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str) -> List[Dict]:
                                       *data_lib.digit_range(db))
       trace.trace_problems(model, params, config, a, b, os.path.join(workdir, 'dumps'),
                            run=f'eval-{da}x{db}', epoch=index, checkpoint=workdir)
-  step = meta.get('curriculum', {}).get('stage')
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
-    json.dump({'rows': rows, 'checkpoint_stage': step}, f, indent=2)
+  stage = meta.get('curriculum', {}).get('stage')
+  name = 'eval.json' if step is None else f'eval-step{step}.json'
+  with open(os.path.join(workdir, name), 'w') as f:
+    json.dump({'rows': rows, 'checkpoint_stage': stage, 'step': step}, f, indent=2)
   return rows
 
 

@@ -6,11 +6,13 @@ from ttm_jax import baseline
 from ttm_jax import data
 from ttm_jax import processing
 from ttm_jax import ttm
+from ttm_jax.model import COMPUTE_DTYPES
 from ttm_jax.model import MultiplicationTTM
 
 MODEL_KINDS = ('ttm', 'transformer')
 _CHOICES = {'kind': MODEL_KINDS, 'memory_mode': ttm.MEMORY_MODES,
-            'processing_unit': processing.PROCESSING_UNITS, 'memory_init': ttm.MEMORY_INITS}
+            'processing_unit': processing.PROCESSING_UNITS, 'memory_init': ttm.MEMORY_INITS,
+            'compute_dtype': tuple(COMPUTE_DTYPES)}
 
 
 class ConfigError(ValueError):
@@ -52,4 +54,4 @@ def make_model(config: ml_collections.ConfigDict):
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,
       memory_init=m.memory_init, simple_unit=m.simple_unit, scan=m.scan,
       scan_unroll=m.scan_unroll, remat=m.remat, dropout_rate=m.dropout_rate,
-      token_embed_stddev=m.token_embed_stddev)
+      token_embed_stddev=m.token_embed_stddev, compute_dtype=m.compute_dtype)

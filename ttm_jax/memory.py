@@ -63,8 +63,7 @@ class AddPositionEmbedding(nn.Module):
 
   @nn.compact
   def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
-    embedding = self.param('embedding', nn.initializers.normal(stddev=0.02),
-                           tokens.shape[1:], tokens.dtype)
+    embedding = self.param('embedding', nn.initializers.normal(stddev=0.02), tokens.shape[1:])
     return tokens + embedding
 
 

@@ -3,6 +3,10 @@
 `tokens [B, S, n] -> embed [B, S, n, d] -> TTM encoder [B, S, r, d] -> mean over r ->
 head -> logits [B, S, 13]`. `step` is the same model on one step with the memory handed in and
 out (streaming inference), sharing every parameter with `__call__`.
+
+Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
+bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
+output head, the logits and every parameter stay float32.
 """
 
 from typing import Tuple
@@ -14,6 +18,8 @@ import jax.numpy as jnp
 from ttm_jax import tokens as tok
 from ttm_jax.ttm import TokenTuringMachineEncoder
 
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+ENCODER_METHODS = ('__call__', 'initial_memory', 'step', 'scan_steps')
 DIGIT_MASK_BIAS = -1000.0  # Added to digit logits after the first predicted EOS.
 EOS_BOOST = 1000.0  # Added to the EOS logit after the first predicted EOS.
 HEAD_WIDTHS = (128, 64)  # Hidden widths of the output head.
@@ -39,6 +45,12 @@ class OutputHead(nn.Module):
     eos = nn.Dense(1, name='eos_head')(x)  # Shape: [..., 1].
     no_digit = digits[..., 10:]
     return jnp.concatenate([digits[..., :10], no_digit, eos, no_digit], axis=-1)
+
+
+def cast_floating(tree, dtype):
+  """`tree` with its floating-point leaves cast to `dtype`."""
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
 def detect_eos(logits: jnp.ndarray) -> jnp.ndarray:
@@ -78,6 +90,7 @@ class MultiplicationTTM(nn.Module):
     dropout_rate: dropout everywhere.
     token_embed_stddev: initial scale of the token embeddings (the position and step
       embeddings start at about 1/sqrt(d)).
+    compute_dtype: 'float32', or 'bfloat16' for the encoder's arithmetic (module docstring).
   """
   hidden_size: int = 128
   tokens_per_step: int = 11
@@ -97,6 +110,7 @@ class MultiplicationTTM(nn.Module):
   remat: bool = False
   dropout_rate: float = 0.1
   token_embed_stddev: float = 0.01
+  compute_dtype: str = 'float32'
 
   def setup(self):
     self.token_embed = nn.Embed(
@@ -107,7 +121,12 @@ class MultiplicationTTM(nn.Module):
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
     self.embed_dropout = nn.Dropout(self.dropout_rate)
-    self.encoder = TokenTuringMachineEncoder(
+    encoder = TokenTuringMachineEncoder
+    if self.compute_dtype != 'float32' and not self.is_initializing():
+      dtype = COMPUTE_DTYPES[self.compute_dtype]  # (Initialization creates float32 params.)
+      encoder = nn.map_variables(encoder, 'params', lambda v: cast_floating(v, dtype),
+                                 methods=ENCODER_METHODS)
+    self.encoder = encoder(
         process_size=self.process_size, memory_size=self.memory_size,
         memory_mode=self.memory_mode, processing_unit=self.processing_unit,
         num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
@@ -139,8 +158,8 @@ class MultiplicationTTM(nn.Module):
     return self.head(outputs.mean(axis=-2), train)
 
   def initial_memory(self, batch_size: int) -> jnp.ndarray:
-    """`[batch_size, m, d]`."""
-    return self.encoder.initial_memory(batch_size, self.hidden_size)
+    """`[batch_size, m, d]` float32."""
+    return self.encoder.initial_memory(batch_size, self.hidden_size).astype(jnp.float32)
 
   def step(self, memory: jnp.ndarray, step_tokens: jnp.ndarray, step_index: jnp.ndarray,
            train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -156,7 +175,7 @@ class MultiplicationTTM(nn.Module):
       `(new_memory [B, m, d], logits [B, 13])` (no EOS masking: that needs the history,
       see `decode.py`).
     """
-    x = self.embed(step_tokens, step_index, train)
+    x = self.embed(step_tokens, step_index, train).astype(COMPUTE_DTYPES[self.compute_dtype])
     memory, outputs = self.encoder.step(memory, x, train)
     self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
     return memory, self.logits(outputs, train)
@@ -175,6 +194,7 @@ class MultiplicationTTM(nn.Module):
       logits `[B, S, 13]`.
     """
     x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train)  # [B, S, n, d].
+    x = x.astype(COMPUTE_DTYPES[self.compute_dtype])
     memory = self.initial_memory(inputs.shape[0])
     outputs = self.encoder.scan_steps(memory, x, train)[1]  # Shape: [B, S, r, d].
     logits = self.logits(outputs, train)

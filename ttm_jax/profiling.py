@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ttm_jax import data as data_lib
 from ttm_jax import factory
@@ -61,12 +62,18 @@ def time_call(fn: Callable[[], Any], reps: int) -> float:
   return statistics.median(times)
 
 
-def matmul_peak_flops(size: int = 2048, reps: int = 10, dtype=jnp.float32) -> float:
-  """Measured FLOP/s of a jitted `[size, size] @ [size, size]` matmul on the default device."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
-  b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype)
-  matmul = jax.jit(jnp.matmul)
-  return 2.0 * size**3 / time_call(lambda: matmul(a, b), reps)
+def matmul_peak_flops(size: int = 2048, reps: int = 10, dtype=jnp.float32,
+                      mesh: Mesh = None) -> float:
+  """Measured FLOP/s of jitted `[size, size] @ [size, size]` matmuls, one on each device of
+  `mesh` at the same time (default: the default device alone)."""
+  mesh = mesh or Mesh(jax.devices()[:1], ('data',))
+  rows = NamedSharding(mesh, PartitionSpec('data'))
+  a = jax.device_put(jax.random.normal(jax.random.PRNGKey(0), (mesh.size * size, size), dtype),
+                     rows)
+  b = jax.device_put(jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype),
+                     NamedSharding(mesh, PartitionSpec()))
+  matmul = jax.jit(jnp.matmul, out_shardings=rows)
+  return 2.0 * mesh.size * size**3 / time_call(lambda: matmul(a, b), reps)
 
 
 def _summarize_flops(kind: str, num_in: int, num_out: int, dim: int) -> float:
@@ -108,15 +115,26 @@ def analytic_train_flops(config: ml_collections.ConfigDict, batch_size: int,
 
 
 class TrainStepProgram:
-  """The jitted train step of a config, built for one batch, with its compile results."""
+  """The jitted train step of a config, built for one batch, with its compile results.
 
-  def __init__(self, config: ml_collections.ConfigDict, batch: Dict[str, Any]):
+  With a `mesh`, the step is the data-parallel one `main.py` trains with: the batch split over
+  the mesh, parameters and optimizer state replicated (or sharded, `config.train.shard_params`).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, batch: Dict[str, Any],
+               mesh: Mesh = None):
     model = factory.make_model(config)
     framing = factory.make_framing(config)
     tx = optim.make_optimizer(config.optim)
     params, state = train.init_state(model, tx, framing, config.seed)
+    shardings = None
+    if mesh is not None:
+      shardings = train.state_shardings((params, state), mesh, config.train.shard_params)
+      params, state = jax.device_put((params, state), shardings)
+      batch = jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))
     self.args = (params, state, batch, 0)
-    self.step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim))
+    self.step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim),
+                                         shardings)
     start = time.perf_counter()
     self.compiled = self.step_fn.lower(*self.args).compile()
     self.compile_seconds = time.perf_counter() - start
@@ -164,17 +182,25 @@ def scan_corrected_flops(config: ml_collections.ConfigDict, batch: Dict[str, Any
 
 def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_steps: int = 5,
                        check_unrolled: bool = True) -> Dict[str, Any]:
-  """Compiles the train step of `config` for a batch of its start stage (one device), times
-  `num_steps` steps, runs as many again under `jax.profiler.trace` (`workdir/profile/trace`),
-  dumps the optimized HLO (`workdir/profile/train_step.hlo.txt`) and returns the
-  measurements."""
+  """Compiles the train step of `config` for a batch of its start stage, data parallel over
+  all local devices as `main.py` trains, times `num_steps` steps, runs as many again under
+  `jax.profiler.trace` (`workdir/profile/trace`), dumps the optimized HLO
+  (`workdir/profile/train_step.hlo.txt`) and returns the measurements.
+
+  FLOPs and bytes are those of the whole step compiled for one device (what the model costs,
+  whatever the number of devices); peak memory is per device of the timed program. The matmul
+  peak runs one matmul on every device at once.
+  """
   framing = factory.make_framing(config)
   dataset = data_lib.MultiplicationDataset(config.train.batch_size, config.seed,
                                            config.train.start_stage, framing)
   batch = {k: v for k, v in dataset.generate_batch().items() if k in ('inputs', 'targets')}
-  batch = jax.device_put(batch)
   batch_size, steps = batch['inputs'].shape[:2]
-  program = TrainStepProgram(config, batch)
+  mesh = train.make_mesh()
+  if batch_size % mesh.size:
+    raise factory.ConfigError(f'config.train.batch_size={batch_size} is not divisible by the '
+                              f'{mesh.size} devices')
+  program = TrainStepProgram(config, batch, mesh)
   out_dir = os.path.join(workdir, 'profile')
   os.makedirs(out_dir, exist_ok=True)
   hlo_path = os.path.join(out_dir, 'train_step.hlo.txt')
@@ -189,13 +215,17 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
     program.run(num_steps)
 
-  reported = cost_of(program.compiled)
+  # FLOPs and bytes of the whole step, counted on one device (XLA's count of a data-parallel
+  # program is one device's share, plus whatever the partitioning adds).
+  batch = jax.device_put(batch, jax.devices()[0])
+  counted = program if mesh.size == 1 else TrainStepProgram(config, batch)
+  reported = cost_of(counted.compiled)
   if config.model.scan:
     corrected = scan_corrected_flops(config, batch, reported['flops'])
   else:  # A Python loop over steps: the count has every step.
     corrected = {'step_flops': None, 'flops': reported['flops']}
   result = {
-      'device': jax.devices()[0].device_kind,
+      'device': jax.devices()[0].device_kind, 'num_devices': mesh.size,
       'batch_size': batch_size, 'steps_per_example': steps,
       'compile_seconds': program.compile_seconds, 'step_seconds': step_seconds,
       'examples_per_second': batch_size / step_seconds,
@@ -212,7 +242,7 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
   except ValueError:
     result['analytic_flops'] = None
   result['achieved_flops_per_second'] = result['flops'] / step_seconds
-  result['matmul_peak_flops_per_second'] = matmul_peak_flops()
+  result['matmul_peak_flops_per_second'] = matmul_peak_flops(mesh=mesh)
   result['fraction_of_peak'] = (result['achieved_flops_per_second']
                                 / result['matmul_peak_flops_per_second'])
   return result

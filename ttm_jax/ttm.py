@@ -137,7 +137,9 @@ class InitialMemory(nn.Module):
 
 
 def _unit_step(unit: nn.Module, memory: jnp.ndarray, step_inputs: jnp.ndarray, train: bool):
-  return unit(memory, step_inputs, train)
+  """One step computed in the inputs' dtype; the new memory in the memory's dtype."""
+  new_memory, outputs = unit(memory.astype(step_inputs.dtype), step_inputs, train)
+  return new_memory.astype(memory.dtype), outputs
 
 
 class TokenTuringMachineEncoder(nn.Module):
@@ -191,7 +193,7 @@ class TokenTuringMachineEncoder(nn.Module):
   def step(self, memory: jnp.ndarray, step_inputs: jnp.ndarray,
            train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """One streaming step: `([B, m, d], [B, n, d])` -> `([B, m, d], [B, r, d])`."""
-    return self.unit(memory, step_inputs, train)
+    return _unit_step(self.unit, memory, step_inputs, train)
 
   def scan_steps(self, memory: jnp.ndarray, inputs: jnp.ndarray,
                  train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
