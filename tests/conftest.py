@@ -1,7 +1,8 @@
 """Shared fixtures, and settings for every test process (and the processes it starts).
 
 The tests compile many small programs and run each briefly, so XLA's backend optimizations
-(LLVM) are turned down, and compiled programs are shared through a persistent cache.
+(LLVM) are turned down, and compiled programs are shared through a persistent cache. The test
+files run in parallel (pytest-xdist, `pytest.ini`), the longest ones first.
 """
 
 import atexit
@@ -20,6 +21,18 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 from configs import mult
 from ttm_jax import train
+
+
+# The test files that take longest (minutes), started first so that the others fill in beside
+# them on the other workers.
+LONGEST_FIRST = ('test_profiling.py', 'test_train.py', 'test_scaling.py', 'test_ttm.py')
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.name
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+  items.sort(key=rank)  # Stable: the order within each file stays.
 
 
 @pytest.fixture(scope='session')

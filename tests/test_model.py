@@ -138,26 +138,29 @@ def test_bfloat16_compute_keeps_float32_params_memory_and_logits(tiny):
   config = mult.get_config('runlocal')
   config.model.compute_dtype = 'bfloat16'
   bf16 = factory.make_model(config)
-  bf16_params = bf16.init(jax.random.PRNGKey(0), batch['inputs'])['params']
-  assert jax.tree_util.tree_structure(bf16_params) == jax.tree_util.tree_structure(params)
+  bf16_params = jax.eval_shape(lambda: bf16.init(jax.random.PRNGKey(0), batch['inputs']))
+  assert jax.tree_util.tree_structure(bf16_params['params']) == \
+      jax.tree_util.tree_structure(params)
   assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(bf16_params))
-  hlo = jax.jit(lambda p: bf16.apply({'params': p}, batch['inputs'])).lower(params).as_text()
-  assert 'bf16' in hlo and 'bf16' not in jax.jit(
-      lambda p: model.apply({'params': p}, batch['inputs'])).lower(params).as_text()
+  forward_half = jax.jit(lambda p: bf16.apply({'params': p}, batch['inputs']))
+  forward_full = jax.jit(lambda p: model.apply({'params': p}, batch['inputs']))
+  assert 'bf16' in forward_half.lower(params).as_text()
+  assert 'bf16' not in forward_full.lower(params).as_text()
 
-  full = model.apply({'params': params}, batch['inputs'])
-  half = bf16.apply({'params': params}, batch['inputs'])
+  full, half = forward_full(params), forward_half(params)
   assert half.dtype == jnp.float32
   # Same predictions up to bfloat16 rounding (8 mantissa bits: ~1% relative error).
   np.testing.assert_allclose(half, full, atol=0.1 * float(jnp.abs(full).max()))
-  memory = bf16.apply({'params': params}, 16, method=bf16.initial_memory)
-  memory, _ = bf16.apply({'params': params}, memory, batch['inputs'][:, 0], 0,
-                         method=bf16.step)
-  assert memory.dtype == jnp.float32
+
+  @jax.jit
+  def one_step(p):
+    memory = bf16.apply({'params': p}, 16, method=bf16.initial_memory)
+    return bf16.apply({'params': p}, memory, batch['inputs'][:, 0], 0, method=bf16.step)[0]
+  assert one_step(params).dtype == jnp.float32
 
   def loss(p):
     return losses.compute_total_loss(bf16.apply({'params': p}, batch['inputs'], train=True),
                                      batch['targets'])
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
              for g in jax.tree_util.tree_leaves(grads))

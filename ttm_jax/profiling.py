@@ -149,6 +149,17 @@ class TrainStepProgram:
     return jax.block_until_ready(metrics)
 
 
+def counting_program(config: ml_collections.ConfigDict, batch: Dict[str, Any]):
+  """The train step of `config` compiled for `batch` on one device, for its cost analysis only:
+  it is lowered on the parameters' shapes, so no initialization is compiled or run."""
+  model = factory.make_model(config)
+  tx = optim.make_optimizer(config.optim)
+  params, state = jax.eval_shape(lambda: train.init_state(
+      model, tx, factory.make_framing(config), config.seed))
+  step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim))
+  return step_fn.lower(params, state, batch, 0).compile()
+
+
 def with_model(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
   """A copy of `config` with `config.model` fields replaced."""
   config = ml_collections.ConfigDict(config.to_dict())
@@ -172,8 +183,8 @@ def scan_corrected_flops(config: ml_collections.ConfigDict, batch: Dict[str, Any
     `{'step_flops'` (one step), `'flops'` (`scanned_flops` plus the steps it misses)}.
   """
   short = _first_steps(batch, 2)
-  one, two = (cost_of(TrainStepProgram(with_model(config, scan=True, scan_unroll=unroll),
-                                       short).compiled)['flops'] for unroll in (1, 2))
+  one, two = (cost_of(counting_program(with_model(config, scan=True, scan_unroll=unroll),
+                                       short))['flops'] for unroll in (1, 2))
   steps, unroll = batch['inputs'].shape[1], config.model.scan_unroll
   # Steps the count already holds: the loop body's copies, and the remainder's.
   counted = min(unroll, steps) + (steps % unroll if steps > unroll else 0)
@@ -218,8 +229,7 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
   # FLOPs and bytes of the whole step, counted on one device (XLA's count of a data-parallel
   # program is one device's share, plus whatever the partitioning adds).
   batch = jax.device_put(batch, jax.devices()[0])
-  counted = program if mesh.size == 1 else TrainStepProgram(config, batch)
-  reported = cost_of(counted.compiled)
+  reported = cost_of(program.compiled if mesh.size == 1 else counting_program(config, batch))
   if config.model.scan:
     corrected = scan_corrected_flops(config, batch, reported['flops'])
   else:  # A Python loop over steps: the count has every step.
@@ -236,7 +246,7 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
   }
   if check_unrolled:
     result['unrolled_flops'] = cost_of(
-        TrainStepProgram(with_model(config, scan=False), batch).compiled)['flops']
+        counting_program(with_model(config, scan=False), batch))['flops']
   try:
     result['analytic_flops'] = analytic_train_flops(config, batch_size, steps)
   except ValueError:
