@@ -122,11 +122,13 @@ class TrainStepProgram:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, batch: Dict[str, Any],
-               mesh: Mesh = None):
+               mesh: Mesh = None, abstract: bool = False):
+    """`abstract`: lower on the parameters' shapes (nothing initialized), for the compiled
+    program's cost analysis only; such a program cannot `run`."""
     model = factory.make_model(config)
-    framing = factory.make_framing(config)
     tx = optim.make_optimizer(config.optim)
-    params, state = train.init_state(model, tx, framing, config.seed)
+    init = lambda: train.init_state(model, tx, factory.make_framing(config), config.seed)
+    params, state = jax.eval_shape(init) if abstract else init()
     shardings = None
     if mesh is not None:
       shardings = train.state_shardings((params, state), mesh, config.train.shard_params)
@@ -150,14 +152,9 @@ class TrainStepProgram:
 
 
 def counting_program(config: ml_collections.ConfigDict, batch: Dict[str, Any]):
-  """The train step of `config` compiled for `batch` on one device, for its cost analysis only:
-  it is lowered on the parameters' shapes, so no initialization is compiled or run."""
-  model = factory.make_model(config)
-  tx = optim.make_optimizer(config.optim)
-  params, state = jax.eval_shape(lambda: train.init_state(
-      model, tx, factory.make_framing(config), config.seed))
-  step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim))
-  return step_fn.lower(params, state, batch, 0).compile()
+  """The train step of `config` compiled for `batch` on one device, for its cost analysis only
+  (lowered on the parameters' shapes: no initialization is compiled or run)."""
+  return TrainStepProgram(config, batch, abstract=True).compiled
 
 
 def with_model(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
