@@ -87,6 +87,7 @@ def get_config(arg=None):
   config.train.patience = 100  # Stop after this many evaluations without improvement.
   config.train.augment = True  # Operand swap and in-batch permutation.
   config.train.review = 0.3  # Fraction of each batch drawn from earlier stages.
+  config.train.init_from = ''  # A workdir whose best parameters start a new run ('': fresh).
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 256  # Fresh problems per periodic evaluation.

@@ -107,6 +107,22 @@ def test_predict_answers_each_line_and_flags_malformed(trained):
     assert out[i].isdigit() or out[i].startswith('error: the model'), out[i]
 
 
+def test_init_from_starts_a_new_run_from_the_best_parameters(trained, tmp_path):
+  config, workdir, _ = trained
+  source, _ = ckpt.load_params(workdir, config)
+  tuned = tiny_config(num_steps=10, init_from=workdir)
+  tuned.optim.update(peak_lr=0.0, end_lr=0.0)  # Parameters stay where they started.
+  summary = train.train_and_evaluate(tuned, str(tmp_path))
+  assert summary['step'] == 10  # A new run: its own step count and optimizer.
+  params, _ = ckpt.load_params(str(tmp_path), tuned, step=10)
+  for a, b in zip(jax.tree_util.tree_leaves(source), jax.tree_util.tree_leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  other = tiny_config(init_from=workdir)
+  other.model.hidden_size = 64
+  with pytest.raises(ckpt.CheckpointError, match='model.hidden_size: checkpoint 32 vs config 64'):
+    train.train_and_evaluate(other, str(tmp_path / 'other'))
+
+
 def test_mismatched_checkpoint_is_one_clear_error(trained):
   config, workdir, _ = trained
   other = tiny_config()

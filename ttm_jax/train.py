@@ -262,6 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     dataset.set_state(meta['data_state'])
     curriculum = Curriculum(**meta['curriculum'])
     log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
+  elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
+    params, _ = ckpt.load_params(tc.init_from, config)
+    log.info('parameters from the best checkpoint in %s', tc.init_from)
   ckpt.write_config(workdir, config)
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
