@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ttm_jax import summarize
+from ttm_jax.dropout import Dropout
 
 # memory_mode -> (read summarizer, write method). The first three are Scenic's modes.
 MEMORY_MODES = {
@@ -112,7 +113,7 @@ class EraseAddWrite(nn.Module):
 
   def _mlp(self, x, out_dim, name, train):
     x = nn.gelu(nn.Dense(self.bottleneck_dim, name=f'{name}_hidden')(x))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = Dropout(self.dropout_rate)(x, train)
     return nn.Dense(out_dim, name=f'{name}_out')(x)
 
   def _head_vectors(self, control, name, train):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ttm_jax import tokens as tok
+from ttm_jax.dropout import Dropout
 from ttm_jax.ttm import TokenTuringMachineEncoder
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -38,9 +39,9 @@ class OutputHead(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     x = nn.gelu(nn.Dense(HEAD_WIDTHS[0], name='pre_output1')(x))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = Dropout(self.dropout_rate)(x, train)
     x = nn.gelu(nn.Dense(HEAD_WIDTHS[1], name='pre_output2')(x))
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = Dropout(self.dropout_rate)(x, train)
     digits = nn.Dense(11, name='digit_head')(x)  # Shape: [..., 11].
     eos = nn.Dense(1, name='eos_head')(x)  # Shape: [..., 1].
     no_digit = digits[..., 10:]
@@ -120,7 +121,7 @@ class MultiplicationTTM(nn.Module):
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
-    self.embed_dropout = nn.Dropout(self.dropout_rate)
+    self.embed_dropout = Dropout(self.dropout_rate)
     encoder = TokenTuringMachineEncoder
     if self.compute_dtype != 'float32' and not self.is_initializing():
       dtype = COMPUTE_DTYPES[self.compute_dtype]  # (Initialization creates float32 params.)
@@ -151,7 +152,7 @@ class MultiplicationTTM(nn.Module):
     if self.max_steps:
       steps = jnp.broadcast_to(steps, tokens.shape[:-1])
       x = x + self.step_embed(steps)[..., None, :]
-    return self.embed_dropout(self.embed_norm(x), deterministic=not train)
+    return self.embed_dropout(self.embed_norm(x), train)
 
   def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """TTM outputs `[..., r, d]` -> vocabulary logits `[..., 13]` (mean over the r tokens)."""

@@ -7,6 +7,8 @@ a pre-norm Transformer encoder (default), an MLP-Mixer stack, or an MLP stack.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ttm_jax.dropout import Dropout
+
 PROCESSING_UNITS = ('transformer', 'mixer', 'mlp')
 
 
@@ -26,9 +28,9 @@ class FeedForward(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """`[..., d]` -> `[..., out_dim]`."""
     y = nn.gelu(nn.Dense(self.hidden_dim, name='hidden')(x))
-    y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    y = Dropout(self.dropout_rate)(y, train)
     y = nn.Dense(self.out_dim or x.shape[-1], name='out')(y)
-    return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    return Dropout(self.dropout_rate)(y, train)
 
 
 class TransformerBlock(nn.Module):
@@ -53,7 +55,7 @@ class TransformerBlock(nn.Module):
         num_heads=self.num_heads, dropout_rate=self.dropout_rate,
         kernel_init=nn.initializers.xavier_uniform(), broadcast_dropout=False,
         name='attention')(y, y, deterministic=not train, sow_weights=True)
-    x = x + nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    x = x + Dropout(self.dropout_rate)(y, train)
     y = nn.LayerNorm(name='mlp_norm')(x)
     return x + FeedForward(self.mlp_dim, dropout_rate=self.dropout_rate, name='mlp')(y, train)
 
@@ -76,7 +78,7 @@ class TransformerEncoder(nn.Module):
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """`[B, r, d]` -> `[B, r, d]`."""
     x = x + self.param('pos_embed', nn.initializers.normal(stddev=0.02), x.shape[1:])
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    x = Dropout(self.dropout_rate)(x, train)
     for layer in range(self.num_layers):
       x = TransformerBlock(self.num_heads, self.mlp_dim, self.dropout_rate,
                            name=f'block_{layer}')(x, train)

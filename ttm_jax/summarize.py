@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ttm_jax.dropout import Dropout
+
 SUMMARIZERS = ('mlp', 'mha', 'pool')
 
 
@@ -65,9 +67,9 @@ class TokenLearner(nn.Module):
     """`[B, N, d]` -> `[B, k, d]`."""
     x = nn.LayerNorm(name='norm')(tokens)
     x = nn.Dense(self.bottleneck_dim, name='hidden')(x)
-    x = nn.Dropout(self.dropout_rate)(nn.gelu(x), deterministic=not train)
+    x = Dropout(self.dropout_rate)(nn.gelu(x), train)
     logits = nn.Dense(self.num_tokens, name='scores')(x)  # Shape: [B, N, k].
-    logits = nn.Dropout(self.dropout_rate)(logits, deterministic=not train)
+    logits = Dropout(self.dropout_rate)(logits, train)
     weights = jax.vmap(normalize_weights)(logits)  # Shape: [B, k, N].
     self.sow('intermediates', 'weights', weights)
     return jax.vmap(weighted_sum)(tokens, weights)
