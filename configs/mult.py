@@ -58,7 +58,7 @@ def get_config(arg=None):
   config.model.dropout_rate = 0.0  # Dropout everywhere in the model.
   config.model.token_embed_stddev = 0.125  # Initial scale of the token embeddings.
   config.model.scan = True  # nn.scan over steps; False: a Python loop over steps (Scenic's).
-  config.model.scan_unroll = 1  # Steps per iteration of the scanned loop.
+  config.model.scan_unroll = 1  # Steps per iteration of the scanned loop (0: all of them).
   config.model.remat = True  # Recompute each step's activations in the backward pass (faster here).
   config.model.compute_dtype = 'float32'  # Or 'bfloat16': the TTM's arithmetic (params stay fp32).
 
@@ -117,7 +117,7 @@ def get_config(arg=None):
     config.task.layout = 'packed'
     config.model.update(hidden_size=128, memory_size=96, process_size=16, num_layers=4,
                         num_heads=4, mlp_dim=512, dropout_rate=0.1, token_embed_stddev=0.01,
-                        remat=False)
+                        remat=False, scan_unroll=0)
     config.optim.update(peak_lr=2e-3, decay_steps=1000, restart_per_stage=False)  # 2x base 1e-3.
     config.train.update(batch_size=64, num_steps=20000, steps_per_epoch=100,
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)

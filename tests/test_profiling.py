@@ -9,10 +9,13 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import mult
+from ttm_jax import factory
 from ttm_jax import profiling
+from ttm_jax import tokens as tok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,12 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope='module')
 def profiled(tmp_path_factory):
   """`(stdout, summary, workdir)` of tools/profile.py: paper model, batch 8, stage 1 (S = 3),
-  data parallel over 2 forced host devices."""
+  one step per scan iteration, data parallel over 2 forced host devices."""
   workdir = str(tmp_path_factory.mktemp('profile'))
   flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count=2'
   result = subprocess.run(
       [sys.executable, 'tools/profile.py', '--config=configs/mult.py:paper',
-       '--config.train.batch_size=8', f'--workdir={workdir}', '--steps=2'],
+       '--config.train.batch_size=8', '--config.model.scan_unroll=1', f'--workdir={workdir}',
+       '--steps=2'],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS='cpu'))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -68,3 +72,31 @@ def test_analytic_count_of_the_paper_model():
   assert profiling.analytic_forward_flops(config) == read + 4 * layer + write + head
   assert profiling.analytic_train_flops(config, 8, 5) == 3 * 8 * 5 * (
       read + 4 * layer + write + head)
+
+
+
+@pytest.fixture(scope='module')
+def looped():
+  """`(config, batch, FLOPs of the Python-loop step)`: the runlocal model on 5 steps."""
+  config = mult.get_config('runlocal')
+  steps, n = 5, factory.make_framing(config).tokens_per_step
+  batch = {'inputs': np.full((4, steps, n), tok.PAD_TOKEN, np.int32),
+           'targets': np.full((4, steps), tok.EOS_TOKEN, np.int32)}
+  loop = profiling.counting_program(profiling.with_model(config, scan=False), batch)
+  return config, batch, profiling.cost_of(loop)['flops']
+
+
+@pytest.mark.parametrize('unroll', [2, 0])
+def test_scaled_count_for_other_unrolls(looped, unroll):
+  # Two steps an iteration leave a remainder of one; 0 puts all five in one iteration, which
+  # XLA counts whole (nothing to add; its program is ~8% more than the loop's: the scan's
+  # stacking and gradient accumulation).
+  config, batch, loop_flops = looped
+  scanned = profiling.with_model(config, scan=True, scan_unroll=unroll)
+  reported = profiling.cost_of(profiling.counting_program(scanned, batch))['flops']
+  corrected = profiling.scan_corrected_flops(scanned, batch, reported)['flops']
+  assert corrected == pytest.approx(loop_flops, rel=0.10)
+  if unroll == 0:
+    assert corrected == reported
+  else:
+    assert corrected > 1.5 * reported

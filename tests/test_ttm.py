@@ -104,11 +104,22 @@ def test_python_loop_and_unrolled_scan_equal_the_scan():
   x = _inputs(steps=5)
   params = encoder.init(jax.random.PRNGKey(0), x)
   scanned = encoder.apply(params, x)
-  for variant in (dict(scan=False), dict(scan_unroll=2)):
+  for variant in (dict(scan=False), dict(scan_unroll=2), dict(scan_unroll=0)):
     other = encoder.clone(**variant)
     other_params = other.init(jax.random.PRNGKey(0), x)
     assert jax.tree_util.tree_structure(other_params) == jax.tree_util.tree_structure(params)
     np.testing.assert_allclose(other.apply(params, x), scanned, atol=1e-5)
+
+
+def test_fully_unrolled_scan_draws_the_same_dropout_masks():
+  encoder = TokenTuringMachineEncoder(memory_init='learned', dropout_rate=0.3, **TINY)
+  x = _inputs(steps=3)
+  params = encoder.init(jax.random.PRNGKey(0), x)
+  rngs = {'dropout': jax.random.PRNGKey(4)}
+  scanned = encoder.apply(params, x, True, rngs=rngs)
+  unrolled = encoder.clone(scan_unroll=0).apply(params, x, True, rngs=rngs)
+  assert not np.allclose(scanned, encoder.apply(params, x))  # Dropout is on.
+  np.testing.assert_allclose(unrolled, scanned, atol=1e-5)
 
 
 def test_remat_gives_the_same_outputs_and_gradients():

@@ -1,5 +1,6 @@
-"""Training throughput: the train step scanned (`nn.scan`) vs unrolled in a Python loop over
-steps (as Scenic does), compile time and step time at several sequence lengths S.
+"""Training throughput: the train step scanned (`nn.scan`, one step per iteration), scanned with
+all steps in one iteration (`scan_unroll=0`), and unrolled in a Python loop over steps (as
+Scenic does): compile time and step time at several sequence lengths S.
 
   python tools/bench.py [--configs=paper,default] [--steps=8,16,32,64] [--reps=5]
                         [--json=docs/bench_train_cpu.json]
@@ -25,7 +26,9 @@ from ttm_jax import factory
 from ttm_jax import profiling
 from ttm_jax import tokens as tok
 
-LOOPS = ('scan', 'python')
+# Loop name -> model fields.
+LOOPS = {'scan': dict(scan=True, scan_unroll=1), 'unrolled': dict(scan=True, scan_unroll=0),
+         'python': dict(scan=False)}
 
 
 def random_batch(config, batch_size: int, steps: int, seed: int = 0):
@@ -40,7 +43,7 @@ def random_batch(config, batch_size: int, steps: int, seed: int = 0):
 
 def bench_one(config, steps: int, loop: str, reps: int):
   """Compile seconds, median step seconds and examples/s of one configuration."""
-  config = profiling.with_model(config, scan=loop == 'scan')
+  config = profiling.with_model(config, **LOOPS[loop])
   batch = jax.device_put(random_batch(config, config.train.batch_size, steps))
   program = profiling.TrainStepProgram(config, batch)
   step_seconds = profiling.time_call(lambda: program.run(1), reps)
@@ -65,7 +68,7 @@ def main():
   parser.add_argument('--json', help='also write the rows to this file')
   args = parser.parse_args()
   rows, seen = [], {}
-  print(f'{"config":<10} {"S":>4} {"loop":<7} {"compile (s)":>11} {"step (ms)":>10} '
+  print(f'{"config":<10} {"S":>4} {"loop":<8} {"compile (s)":>11} {"step (ms)":>10} '
         f'{"examples/s":>10}', flush=True)
   for name in args.configs.split(','):
     config = mult.get_config(None if name == 'default' else name)
@@ -84,7 +87,7 @@ def main():
                    device=jax.devices()[0].device_kind, batch_size=config.train.batch_size)
         rows.append(row)
         save(rows, args.json)
-        print(f'{name:<10} {steps:>4} {loop:<7} {row["compile_seconds"]:>11.2f} '
+        print(f'{name:<10} {steps:>4} {loop:<8} {row["compile_seconds"]:>11.2f} '
               f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f}'
               f'   ({time.perf_counter() - start:.0f} s)', flush=True)
 

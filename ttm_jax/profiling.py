@@ -182,7 +182,8 @@ def scan_corrected_flops(config: ml_collections.ConfigDict, batch: Dict[str, Any
   short = _first_steps(batch, 2)
   one, two = (cost_of(counting_program(with_model(config, scan=True, scan_unroll=unroll),
                                        short))['flops'] for unroll in (1, 2))
-  steps, unroll = batch['inputs'].shape[1], config.model.scan_unroll
+  steps = batch['inputs'].shape[1]
+  unroll = config.model.scan_unroll or steps  # 0: all steps in one iteration.
   # Steps the count already holds: the loop body's copies, and the remainder's.
   counted = min(unroll, steps) + (steps % unroll if steps > unroll else 0)
   return {'step_flops': two - one, 'flops': scanned_flops + (steps - counted) * (two - one)}
