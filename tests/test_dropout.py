@@ -1,11 +1,12 @@
-"""Tests for ttm_jax.dropout: 16-bit dropout masks."""
+"""Tests for ttm_jax.dropout: 16-bit dropout masks from an unrolled threefry."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.random import threefry_2x32
 
-from ttm_jax.dropout import Dropout, keep_mask
+from ttm_jax.dropout import Dropout, keep_mask, random_words
 
 
 @pytest.mark.parametrize('rate', [0.1, 0.5])
@@ -55,3 +56,13 @@ def test_zero_rate_draws_nothing():
   x = jnp.ones((4, 4))
   # No 'dropout' RNG is given: a zero rate must not ask for one.
   np.testing.assert_array_equal(Dropout(0.0).apply({}, x, train=True), x)
+
+
+@pytest.mark.parametrize('count', [1, 10, 1001])
+def test_random_words_are_jax_threefry_of_the_counters(count):
+  key = jax.random.PRNGKey(7)
+  half = -(-count // 2)
+  expected = threefry_2x32(jax.random.key_data(key), jnp.arange(2 * half, dtype=jnp.uint32))
+  np.testing.assert_array_equal(random_words(key, count), expected[:count])
+  typed = jax.random.key(7)  # New-style typed keys give the same words.
+  np.testing.assert_array_equal(random_words(typed, count), expected[:count])
