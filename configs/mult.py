@@ -92,7 +92,8 @@ def get_config(arg=None):
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 256  # Fresh problems per periodic evaluation.
-  config.eval.num_per_size = 2000  # Problems per digit size in --mode=eval.
+  config.eval.num_per_size = 2000  # Problems per digit size in --mode=eval...
+  config.eval.seed = 1234  # ...drawn with this seed (another seed: another fresh set).
   config.eval.sizes = '1x1,2x1,2x2,3x2,3x3,4x4,5x5'  # Digit sizes of the --mode=eval table.
   config.eval.batch_size = 500  # Decoding batch in --mode=eval.
   config.eval.log_examples = 3  # Example predictions logged per evaluation.

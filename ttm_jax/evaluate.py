@@ -25,11 +25,11 @@ def parse_sizes(sizes: str):
     raise factory.ConfigError(f'config.eval.sizes={sizes!r}: expected e.g. "1x1,2x1"') from None
 
 
-def evaluate_sizes(model, params, config: ml_collections.ConfigDict,
-                   seed: int = 1234) -> List[Dict]:
-  """Exact-match and per-position accuracy per digit size on fresh random problems."""
+def evaluate_sizes(model, params, config: ml_collections.ConfigDict) -> List[Dict]:
+  """Exact-match and per-position accuracy per digit size on fresh random problems (drawn
+  with `config.eval.seed`)."""
   framing = factory.make_framing(config)
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(config.eval.seed)
   rows = []
   for da, db in parse_sizes(config.eval.sizes):
     if max(da, db) > framing.max_digits:
