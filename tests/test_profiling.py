@@ -74,7 +74,6 @@ def test_analytic_count_of_the_paper_model():
       read + 4 * layer + write + head)
 
 
-
 @pytest.fixture(scope='module')
 def looped():
   """`(config, batch, FLOPs of the Python-loop step)`: the runlocal model on 5 steps."""

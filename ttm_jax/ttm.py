@@ -155,7 +155,7 @@ class TokenTuringMachineEncoder(nn.Module):
     scan: `nn.scan` over steps; False unrolls them in a Python loop, as Scenic does (the same
       parameters; compile time grows with the number of steps).
     scan_unroll: steps per iteration of the scanned loop; 0 unrolls them all into one iteration
-      (on a CPU the fastest step, with a compile time that grows with the number of steps).
+      (the paper model's fastest step on a CPU; compile time grows with the number of steps).
     remat: recompute each step's activations in the backward pass instead of storing them
       (`nn.remat`): less memory, and no stacking of per-step residuals in the scanned loop.
   """
