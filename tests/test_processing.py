@@ -46,6 +46,19 @@ def test_attention_is_scaled_by_inverse_sqrt_head_dim():
   np.testing.assert_allclose(weights, jax.nn.softmax(logits, -1), rtol=1e-4, atol=1e-6)
 
 
+def test_feed_forward_is_per_token():
+  ff = processing.FeedForward(hidden_dim=32, out_dim=8)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 16))
+  params = ff.init(jax.random.PRNGKey(1), x)
+  out = ff.apply(params, x)
+  assert out.shape == (3, 5, 8)
+  p = params['params']
+  hidden = nn.gelu(x @ p['hidden']['kernel'] + p['hidden']['bias'])
+  np.testing.assert_allclose(out, hidden @ p['out']['kernel'] + p['out']['bias'], atol=1e-5)
+  # Each token on its own gives the same result: tokens do not mix.
+  np.testing.assert_allclose(out[1, 2], ff.apply(params, x[1, 2][None])[0], atol=1e-5)
+
+
 def test_pre_norm_residual():
   block = processing.TransformerBlock(num_heads=2, mlp_dim=16)
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 8))

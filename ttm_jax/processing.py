@@ -26,11 +26,17 @@ class FeedForward(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    """`[..., d]` -> `[..., out_dim]`."""
-    y = nn.gelu(nn.Dense(self.hidden_dim, name='hidden')(x))
+    """`[..., d]` -> `[..., out_dim]`.
+
+    The tokens go through as one `[tokens, d]` matrix: XLA's CPU backend computes a 2-D
+    matmul's weight gradient up to twice as fast as a 3-D contraction's.
+    """
+    tokens = x.reshape(-1, x.shape[-1])
+    y = nn.gelu(nn.Dense(self.hidden_dim, name='hidden')(tokens))
     y = Dropout(self.dropout_rate)(y, train)
     y = nn.Dense(self.out_dim or x.shape[-1], name='out')(y)
-    return Dropout(self.dropout_rate)(y, train)
+    y = Dropout(self.dropout_rate)(y, train)
+    return y.reshape(x.shape[:-1] + y.shape[-1:])
 
 
 class TransformerBlock(nn.Module):
