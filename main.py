@@ -10,7 +10,12 @@
 
 import sys
 
-from absl import app
+from ttm_jax import host_memory
+
+if __name__ == '__main__':
+  host_memory.restart_with_huge_pages()  # Before JAX loads (ttm_jax/host_memory.py).
+
+from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax

@@ -19,6 +19,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ttm_jax import host_memory  # pylint: disable=g-import-not-at-top
+
+if __name__ == '__main__':
+  host_memory.restart_with_huge_pages()  # Before JAX loads (ttm_jax/host_memory.py).
+
 import jax  # pylint: disable=g-import-not-at-top
 import matplotlib  # pylint: disable=g-import-not-at-top
 

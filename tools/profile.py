@@ -7,6 +7,8 @@
 
   XLA_FLAGS=--xla_force_host_platform_device_count=2 python tools/profile.py ...
                                                      # data parallel over 2 CPU devices
+  GLIBC_TUNABLES=glibc.malloc.hugetlb=0 python tools/profile.py ...
+                                                     # no huge pages (ttm_jax/host_memory.py)
 
 Prints compile time, step time, FLOPs per step (XLA's count with the scanned loop scaled by its
 trip count, beside the count of the same step unrolled and an analytic matmul count), bytes
@@ -22,6 +24,11 @@ import sys
 # The repository root replaces this script's folder on the path, so that this file does not
 # shadow the standard library's `profile` module.
 sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from ttm_jax import host_memory  # pylint: disable=g-import-not-at-top
+
+if __name__ == '__main__':
+  host_memory.restart_with_huge_pages()  # Before JAX loads (ttm_jax/host_memory.py).
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
