@@ -3,11 +3,13 @@ all steps in one iteration (`scan_unroll=0`), and unrolled in a Python loop over
 Scenic does): compile time and step time at several sequence lengths S.
 
   python tools/bench.py [--configs=paper,default] [--steps=8,16,32,64] [--reps=5]
-                        [--json=docs/bench_train_cpu.json]
+                        [--json=docs/bench_train_cpu.json] [--plot=docs/bench_train_cpu.png]
+  python tools/bench.py --replot --json=ROWS.json --plot=OUT.png   # draw saved rows again
 
 Each row compiles `train.make_train_step` for a batch of `config.train.batch_size` random
 problems of S steps, then times `--reps` steps (median). Configs whose model and batch are
-the same as an earlier one are measured once.
+the same as an earlier one are measured once. `--plot` draws compile time and step time
+against S, a line per config and loop.
 """
 
 import argparse
@@ -64,6 +66,36 @@ def save(rows, path):
       json.dump(rows, f, indent=2)
 
 
+def plot(rows, path):
+  """Compile seconds and step milliseconds against S: a line per (config, loop)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  configs = list(dict.fromkeys(r['config'] for r in rows if 'same_as' not in r))
+  for config, loop in ((c, loop) for c in configs for loop in LOOPS):
+    points = sorted((r['steps'], r['compile_seconds'], r['step_seconds']) for r in rows
+                    if (r['config'], r['loop']) == (config, loop) and 'same_as' not in r)
+    if not points:
+      continue
+    steps, compile_s, step_s = zip(*points)
+    style = dict(color=f'C{configs.index(config)}', label=f'{config}: {loop}',
+                 marker={'scan': 'o', 'unrolled': 's', 'python': '^'}[loop],
+                 linestyle={'scan': '-', 'unrolled': '--', 'python': ':'}[loop])
+    axes[0].plot(steps, compile_s, **style)
+    axes[1].plot(steps, [1e3 * t for t in step_s], **style)
+  device = rows[0]['device']
+  axes[0].set(xlabel='steps per example (S)', ylabel='compile time (s)',
+              title=f'compile time ({device})')
+  axes[1].set(xlabel='steps per example (S)', ylabel='train step (ms)', yscale='log',
+              title=f'train step ({device})')
+  for ax in axes:
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--configs', default='paper,default',
@@ -71,7 +103,19 @@ def main():
   parser.add_argument('--steps', default='8,16,32,64', help='comma-separated S')
   parser.add_argument('--reps', type=int, default=5, help='timed steps per row')
   parser.add_argument('--json', help='also write the rows to this file')
+  parser.add_argument('--plot', help='also draw the rows to this PNG')
+  parser.add_argument('--replot', action='store_true',
+                      help='measure nothing: draw the rows saved in --json to --plot')
   args = parser.parse_args()
+  if args.replot:
+    if not (args.json and args.plot):
+      parser.error('--replot needs --json (the rows) and --plot')
+    try:
+      with open(args.json) as f:
+        plot(json.load(f), args.plot)
+    except (OSError, ValueError, KeyError, IndexError) as e:
+      sys.exit(f'error: cannot draw {args.json}: {e!r}')
+    return
   rows, seen = [], {}
   print(f'{"config":<10} {"S":>4} {"loop":<8} {"compile (s)":>11} {"step (ms)":>10} '
         f'{"examples/s":>10}', flush=True)
@@ -95,6 +139,8 @@ def main():
         print(f'{name:<10} {steps:>4} {loop:<8} {row["compile_seconds"]:>11.2f} '
               f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f}'
               f'   ({time.perf_counter() - start:.0f} s)', flush=True)
+  if args.plot:
+    plot(rows, args.plot)
 
 
 if __name__ == '__main__':
