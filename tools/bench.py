@@ -72,10 +72,11 @@ def plot(rows, path):
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  configs = list(dict.fromkeys(r['config'] for r in rows if 'same_as' not in r))
+  measured = [r for r in rows if 'same_as' not in r]  # Repeated configs: drawn once.
+  configs = list(dict.fromkeys(r['config'] for r in measured))
   for config, loop in ((c, loop) for c in configs for loop in LOOPS):
-    points = sorted((r['steps'], r['compile_seconds'], r['step_seconds']) for r in rows
-                    if (r['config'], r['loop']) == (config, loop) and 'same_as' not in r)
+    points = sorted((r['steps'], r['compile_seconds'], r['step_seconds']) for r in measured
+                    if (r['config'], r['loop']) == (config, loop))
     if not points:
       continue
     steps, compile_s, step_s = zip(*points)
