@@ -7,9 +7,10 @@ Arguments (comma separated, after a colon):
   python main.py --config=configs/mult.py:paper           # the paper's model and the checklist's
                                                           # training setting
 The default is the setting that learned fastest on a 2-core CPU (docs/experiments/README.md):
-a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, peak learning rate 1e-3, operands
-in aligned slots, and a curriculum 1×1, 2×2, 1-99, 3×3, 1-999 that keeps reviewing the stages
-already passed.
+a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, operands in aligned slots, and a
+curriculum through every stage range (1×1, 2×2, 1-99, 3×3, 1-999, 4×4, 1-9999) that keeps
+reviewing the stages already passed; the learning rate restarts at 1e-3 at each stage and halves
+whenever the stage's evaluations stop improving (ttm_jax/optim.py).
 Any field can then be overridden: --config.train.batch_size=128.
 """
 
@@ -65,9 +66,11 @@ def get_config(arg=None):
   config.optim = ml_collections.ConfigDict()
   config.optim.peak_lr = 1e-3  # Learning rate after warmup.
   config.optim.warmup_steps = 100  # Linear warmup from 0.
-  config.optim.decay_steps = 15000  # Cosine decay after warmup...
-  config.optim.end_lr = 1e-4  # ...down to this (alpha 0.1 of the base), then constant.
-  config.optim.restart_per_stage = True  # Restart warmup + cosine at each new stage.
+  config.optim.decay_steps = 0  # Cosine decay after warmup over this many steps (0: none)...
+  config.optim.end_lr = 3e-5  # ...down to this; also the floor of the plateau cuts.
+  config.optim.restart_per_stage = True  # Restart the schedule (and plateau scale) per stage.
+  config.optim.plateau_factor = 0.5  # Multiply the rate by this (1.0: never) when a stage...
+  config.optim.plateau_patience = 20  # ...has this many evaluations without a new best.
   config.optim.b1 = 0.9  # AdamW beta1.
   config.optim.b2 = 0.99  # AdamW beta2.
   config.optim.eps = 1e-8  # AdamW epsilon.
@@ -77,24 +80,26 @@ def get_config(arg=None):
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32  # Global batch, split over all devices.
   config.train.shard_params = False  # Shard parameters and optimizer state over the devices.
-  config.train.num_steps = 200000  # Total training steps (all stages).
+  config.train.num_steps = 2000000  # At most this many training steps (all stages).
   config.train.steps_per_epoch = 200  # Train steps between evaluations.
-  config.train.stages = '1,2,5,3,6'  # The curriculum stages (1-7) in the order visited.
+  config.train.stages = '1,2,5,3,6,4,7'  # The curriculum stages (1-7) in the order visited.
   config.train.start_stage = arg['stage'] or 1  # Curriculum stage to start from.
-  config.train.last_stage = 6  # Training ends when this stage is passed.
+  config.train.last_stage = 7  # Training ends when this stage is passed.
   config.train.threshold = 0.9  # Promote when the mean of the last `window`...
-  config.train.window = 5  # ...evaluation sequence accuracies reaches `threshold`.
+  config.train.window = 5  # ...evaluation sequence accuracies reaches `threshold`...
+  config.train.final_threshold = 0.99  # ...or, at the last stage, this (training then ends).
   config.train.max_epochs_per_stage = 1000  # Force promotion after this many epochs.
-  config.train.patience = 100  # Stop after this many evaluations without improvement.
+  config.train.patience = 200  # Stop after this many evaluations without improvement.
   config.train.augment = True  # Operand swap and in-batch permutation.
   config.train.review = 0.3  # Fraction of each batch drawn from earlier stages.
   config.train.init_from = ''  # A workdir whose best parameters start a new run ('': fresh).
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.num_examples = 256  # Fresh problems per periodic evaluation.
-  config.eval.num_per_size = 2000  # Problems per digit size in --mode=eval...
+  config.eval.num_examples = 256  # Held-out problems per periodic evaluation.
+  config.eval.num_per_size = 2000  # Problems per row of --mode=eval (fewer: all there are)...
   config.eval.seed = 1234  # ...drawn with this seed (another seed: another fresh set).
-  config.eval.sizes = '1x1,2x1,2x2,3x2,3x3,4x4,5x5'  # Digit sizes of the --mode=eval table.
+  # Rows of the --mode=eval table: AxB digits, or L-H (both operands in [L, H]).
+  config.eval.sizes = '1x1,2x1,2x2,3x2,3x3,4x4,1-9999,5x5'
   config.eval.batch_size = 500  # Decoding batch in --mode=eval.
   config.eval.log_examples = 3  # Example predictions logged per evaluation.
 
@@ -119,7 +124,8 @@ def get_config(arg=None):
     config.model.update(hidden_size=128, memory_size=96, process_size=16, num_layers=4,
                         num_heads=4, mlp_dim=512, dropout_rate=0.1, token_embed_stddev=0.01,
                         remat=False, scan_unroll=0)
-    config.optim.update(peak_lr=2e-3, decay_steps=1000, restart_per_stage=False)  # 2x base 1e-3.
+    config.optim.update(peak_lr=2e-3, decay_steps=1000, end_lr=1e-4, restart_per_stage=False,
+                        plateau_factor=1.0)  # 2x base 1e-3.
     config.train.update(batch_size=64, num_steps=20000, steps_per_epoch=100,
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)
   if arg['runlocal']:

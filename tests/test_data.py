@@ -1,5 +1,7 @@
 """Curriculum data, framings and augmentation (checklist Phase 2)."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -87,16 +89,68 @@ def test_generate_batch_is_deterministic_per_seed():
 
 def test_augment_swaps_and_permutes_consistently():
   ds = data.MultiplicationDataset(64, seed=0, stage=3)
-  framing = ds.framing
   a = np.arange(100, 164)
   b = np.full(64, 999)
-  batch = framing.encode(a, b, 3)
-  out = ds.augment_batch(batch)
-  pairs = set(zip(out['a'].tolist(), out['b'].tolist()))
+  out_a, out_b = ds.augment_operands(a, b)
+  pairs = set(zip(out_a.tolist(), out_b.tolist()))
   assert {frozenset(p) for p in pairs} == {frozenset(p) for p in zip(a.tolist(), b.tolist())}
-  assert 0 < int(np.sum(out['a'] == 999)) < 64  # Some swapped, some not.
-  assert not np.all(np.diff(out['a']) >= 0)  # Permuted (the input was sorted).
-  assert _decode_targets(framing, out, 3) == list(out['a'] * out['b'])
+  assert 0 < int(np.sum(out_a == 999)) < 64  # Some swapped, some not.
+  assert not np.all(np.diff(out_a) >= 0)  # Permuted (the input was sorted).
+
+
+def test_held_out_rule_matches_the_formula_on_fixed_pairs():
+  # crc32 values computed independently of data.py (zlib, the formula of DESIGN §2).
+  for a, b in [(10, 10), (12, 34), (34, 12), (99, 100), (123, 4567), (9999, 9999), (45, 678)]:
+    key = f'{min(a, b)}x{max(a, b)}'.encode()
+    assert data.is_held_out(a, b) == (zlib.crc32(key) % 10 == 0)
+  # Fixed examples, both ways round (found once by scanning the rule; they pin it).
+  held = [(a, b) for a in range(10, 40) for b in range(a, 40)
+          if zlib.crc32(f'{a}x{b}'.encode()) % 10 == 0]
+  assert len(held) > 20
+  for a, b in held:
+    assert data.is_held_out(a, b) and data.is_held_out(b, a)
+  assert not data.is_held_out(5, 12345) and not data.is_held_out(9, 9)  # An operand < 10.
+  assert sum(data.is_held_out(a, b) for a in range(10, 100) for b in range(10, 100)) / 8100 \
+      == pytest.approx(0.1, abs=0.02)
+
+
+def test_a_million_training_draws_hold_no_held_out_pair():
+  order = (1, 2, 5, 3, 6, 4, 7)
+  total = 0
+  for stage in order:  # 7 stages x 35 batches x 4096 = 1.0M problems, review and swap included.
+    ds = data.MultiplicationDataset(4096, seed=stage, stage=stage, review=0.3, order=order)
+    for _ in range(35):
+      a, b, _ = ds.draw_operands()
+      assert not data.held_out_mask(a, b).any()
+      total += len(a)
+  assert total >= 1_000_000
+  batch = data.MultiplicationDataset(512, seed=0, stage=7, order=order).generate_batch()
+  assert not data.held_out_mask(batch['a'], batch['b']).any()
+
+
+def test_without_held_out_keeps_the_range_and_the_rest_of_the_draw():
+  rng = np.random.default_rng(0)
+  a = rng.integers(10, 100, 5000)
+  b = rng.integers(10, 100, 5000)
+  held = data.held_out_mask(a, b)
+  assert held.any()
+  new_a, new_b = data.without_held_out(rng, a, b, 10, 99)
+  assert not data.held_out_mask(new_a, new_b).any()
+  np.testing.assert_array_equal(new_a[~held], a[~held])  # Only held-out pairs redrawn.
+  assert new_a.min() >= 10 and new_a.max() <= 99 and new_b.min() >= 10 and new_b.max() <= 99
+
+
+def test_held_out_like_keeps_digit_lengths_and_small_pairs():
+  rng = np.random.default_rng(0)
+  a = rng.integers(1, 10000, 3000)
+  b = rng.integers(1, 100, 3000)
+  new_a, new_b = data.held_out_like(rng, a, b)
+  lengths = lambda x: [len(str(v)) for v in x.tolist()]
+  assert lengths(new_a) == lengths(a) and lengths(new_b) == lengths(b)
+  small = np.minimum(a, b) < 10
+  np.testing.assert_array_equal(new_a[small], a[small])
+  np.testing.assert_array_equal(new_b[small], b[small])
+  assert data.held_out_mask(new_a, new_b)[~small].all()
 
 
 def test_difficulty_progression():

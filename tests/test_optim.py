@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from configs import mult
+from ttm_jax import data
 from ttm_jax import factory
 from ttm_jax import optim
 from ttm_jax import train
@@ -83,3 +84,40 @@ def test_clipping_bounds_the_gradient_the_optimizer_sees(config):
   small = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-6), params)
   _, state = update(small, tx.init(params), params)
   assert float(optax.tree.norm(state.inner_state[1][0].mu)) < 0.01
+
+
+def test_constant_schedule_after_warmup_when_decay_steps_is_zero():
+  oc = mult.get_config().optim
+  oc.update(decay_steps=0, warmup_steps=100, peak_lr=1e-3)
+  schedule = optim.make_schedule(oc)
+  assert float(schedule(50)) == pytest.approx(5e-4)
+  assert [float(schedule(s)) for s in (100, 1000, 10**6)] == [pytest.approx(1e-3)] * 3
+
+
+def test_learning_rate_counts_from_the_stage_start_and_scales_down_to_end_lr():
+  oc = mult.get_config().optim
+  oc.update(decay_steps=0, warmup_steps=100, peak_lr=1e-3, end_lr=1e-4)
+  schedule = optim.make_schedule(oc)
+  rate = lambda step, start, scale: float(optim.learning_rate(schedule, oc, step, start, scale))
+  assert rate(550, 500, 1.0) == pytest.approx(5e-4)  # Warming up again from the stage start.
+  assert rate(5000, 500, 0.5) == pytest.approx(5e-4)
+  assert rate(5000, 500, 0.01) == pytest.approx(1e-4)  # Not below end_lr...
+  assert rate(505, 500, 0.01) == pytest.approx(5e-5)  # ...except while warming up.
+
+
+def test_the_train_step_reads_the_rate_from_the_train_state():
+  config = mult.get_config('runlocal')
+  config.optim.update(decay_steps=0, warmup_steps=10, peak_lr=1e-3, end_lr=1e-5)
+  model = factory.make_model(config)
+  tx = optim.make_optimizer(config.optim)
+  params, state = train.init_state(model, tx, factory.make_framing(config), 0)
+  assert int(state['stage_start']) == 0 and float(state['lr_scale']) == 1.0
+  step = train.make_train_step(model, tx, config.optim)
+  batch = data.MultiplicationDataset(4, 0, 1, factory.make_framing(config)).generate_batch()
+  batch = {k: batch[k] for k in ('inputs', 'targets')}
+  state = {**state, 'step': jnp.int32(100), 'stage_start': jnp.int32(95),
+           'lr_scale': jnp.float32(0.5)}
+  _, state, metrics = step(params, state, batch)
+  assert float(metrics['learning_rate']) == pytest.approx(5e-4 * 0.5)
+  assert int(state['step']) == 101 and int(state['stage_start']) == 95
+  assert float(state['lr_scale']) == 0.5

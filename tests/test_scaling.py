@@ -23,14 +23,14 @@ mesh = train.make_mesh()
 state = train.init_state(model, tx, framing, 0)
 shardings = train.state_shardings(state, mesh, SHARD)
 params, state = jax.device_put(state, shardings)
-step = train.make_train_step(model, tx, optim.make_schedule(config.optim), shardings)
+step = train.make_train_step(model, tx, config.optim, shardings)
 dataset = data.MultiplicationDataset(16, 0, 2, framing)
 losses = []
 for _ in range(3):
   batch = dataset.generate_batch()
   batch = jax.device_put({k: batch[k] for k in ('inputs', 'targets')},
                          NamedSharding(mesh, PartitionSpec('data')))
-  params, state, metrics = step(params, state, batch, 0)
+  params, state, metrics = step(params, state, batch)
   losses.append(float(metrics['loss']))
 sharded = [p for p in jax.tree_util.tree_leaves(params) if len(p.sharding.device_set) > 1
            and not p.sharding.is_fully_replicated]

@@ -152,8 +152,8 @@ def test_memory_statistics_of_the_decode(run):
   config, _, model, params = run
   framing = factory.make_framing(config)
   a, b = np.array([3, 4, 7]), np.array([5, 6, 9])
-  decoded = train.decode_problems(model, params, framing, a, b, 1, batch_size=2)
-  stats = train.memory_statistics(decoded['memory_moments'], 1e9)
+  decoded = evaluate.decode_problems(model, params, framing, a, b, 1, batch_size=2)
+  stats = evaluate.memory_statistics(decoded['memory_moments'], 1e9)
   # The same numbers from the decode's memory, stepped in Python.
   state = streaming.init_state(model, params, 3)
   inputs = framing.encode(a, b, 1)['inputs']
@@ -168,13 +168,13 @@ def test_memory_statistics_of_the_decode(run):
          stats['memory_max_abs_per_step'][t]],
         [memory.mean(), memory.std(), np.abs(memory).max()], rtol=1e-4, atol=1e-6)
   assert stats['memory_max_abs'] == max(stats['memory_max_abs_per_step']) > 0
-  assert not _warnings_of(lambda: train.memory_statistics(decoded['memory_moments'], 1e9))
+  assert not _warnings_of(lambda: evaluate.memory_statistics(decoded['memory_moments'], 1e9))
   assert any('exploding' in w for w in _warnings_of(
-      lambda: train.memory_statistics(decoded['memory_moments'], 1e-6)))
+      lambda: evaluate.memory_statistics(decoded['memory_moments'], 1e-6)))
   broken = decoded['memory_moments'].copy()
   broken[0, -1, 2] = np.nan
   assert any('non-finite' in w for w in _warnings_of(
-      lambda: train.memory_statistics(broken, 1e9)))
+      lambda: evaluate.memory_statistics(broken, 1e9)))
 
 
 def test_training_metrics_hold_memory_statistics(run):

@@ -74,7 +74,8 @@ def test_eval_mode_table_and_json(trained, capsys):
   config, workdir, _ = trained
   rows = evaluate.run_eval(config, workdir)
   assert [r['size'] for r in rows] == ['1x1', '2x1']
-  assert all(0.0 <= r['exact_match'] <= 1.0 and r['count'] == 20 for r in rows)
+  assert [(r['count'], r['problems']) for r in rows] == [(81, 'all'), (20, 'random')]
+  assert all(0.0 <= r['exact_match'] <= 1.0 for r in rows)
   printed = capsys.readouterr().out
   assert 'exact match' in printed and '2x1' in printed
   assert json.load(open(os.path.join(workdir, 'eval.json')))['rows'] == rows
@@ -159,42 +160,78 @@ def test_non_finite_loss_stops_without_saving(tmp_path):
   assert not os.listdir(os.path.join(tmp_path, 'checkpoints'))
 
 
+def _evaluated(accuracy, position_accuracy=None):
+  """An evaluation summary as `_advance` reads it."""
+  return {'sequence_accuracy': accuracy,
+          'position_accuracy': accuracy if position_accuracy is None else position_accuracy}
+
+
 def test_curriculum_promotion_and_forced_promotion():
-  tc = tiny_config().train
-  tc.update(threshold=0.9, window=5, max_epochs_per_stage=8, patience=100)
-  dataset = data_lib.MultiplicationDataset(4, 0, 1, data_lib.Framing())
+  config = tiny_config(threshold=0.9, window=5, max_epochs_per_stage=8, patience=100)
+  dataset = data_lib.MultiplicationDataset(4, 0, 1, data_lib.Framing(), order=(1, 2, 3))
   curriculum = train.Curriculum(stage=1)
   for i, accuracy in enumerate([0.5, 0.95, 0.95, 0.95, 0.95]):
-    train._advance(curriculum, accuracy, 10 * (i + 1), dataset, tc)
+    assert train._advance(curriculum, _evaluated(accuracy), 10 * (i + 1), 1.0, dataset,
+                          config) == {}
   assert curriculum.stage == 1  # Mean of the last 5 is 0.86.
-  train._advance(curriculum, 0.95, 60, dataset, tc)
+  changes = train._advance(curriculum, _evaluated(0.95), 60, 0.25, dataset, config)
   assert curriculum.stage == dataset.current_stage == 2
-  assert curriculum.schedule_start == 60 and curriculum.history == []
+  assert changes == {'stage_start': 60, 'lr_scale': 1.0} and curriculum.history == []
   for i in range(8):
-    train._advance(curriculum, 0.1, 70 + i, dataset, tc)
+    train._advance(curriculum, _evaluated(0.1), 70 + i, 1.0, dataset, config)
   assert curriculum.stage == 3  # Forced after max_epochs_per_stage.
 
 
-def test_last_stage_passed_finishes():
-  tc = tiny_config().train
-  tc.update(last_stage=1, window=1)
+def test_without_restart_per_stage_promotion_keeps_the_schedule():
+  config = tiny_config(window=1, stages='1,2', last_stage=2)
+  config.optim.restart_per_stage = False
+  dataset = data_lib.MultiplicationDataset(4, order=(1, 2))
   curriculum = train.Curriculum(stage=1)
-  train._advance(curriculum, 0.99, 10, data_lib.MultiplicationDataset(4), tc)
+  assert train._advance(curriculum, _evaluated(0.95), 10, 0.5, dataset, config) == {}
+  assert curriculum.stage == 2
+
+
+def test_plateau_halves_the_rate_down_to_the_floor_and_restarts_with_the_stage():
+  config = tiny_config(window=100, patience=1000, stages='1,2', last_stage=2)
+  config.optim.update(plateau_patience=3, plateau_factor=0.5, peak_lr=1e-3, end_lr=3e-4)
+  dataset = data_lib.MultiplicationDataset(4, order=(1, 2))
+  curriculum = train.Curriculum(stage=1)
+  scale, cuts = 1.0, []
+  for step, position in enumerate([0.5, 0.6, 0.6, 0.55, 0.59, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6,
+                                   0.6, 0.6, 0.6, 0.6, 0.6]):
+    changes = train._advance(curriculum, _evaluated(0.0, position), step, scale, dataset,
+                             config)
+    if changes:
+      scale = changes['lr_scale']
+      cuts.append((step, scale))
+  # New bests at 0, 1, 5; cuts 3 evaluations after the last best or cut; floor 0.3.
+  assert cuts == [(4, 0.5), (8, pytest.approx(0.3))]
+  changes = train._advance(curriculum, _evaluated(1.0, 1.0), 99, scale,
+                           dataset, tiny_config(window=1, stages='1,2', last_stage=2))
+  assert changes == {'stage_start': 99, 'lr_scale': 1.0} and curriculum.stage_best == -1.0
+
+
+def test_last_stage_finishes_at_the_final_threshold():
+  config = tiny_config(stages='1', last_stage=1, window=1, threshold=0.9, final_threshold=0.99)
+  curriculum = train.Curriculum(stage=1)
+  dataset = data_lib.MultiplicationDataset(4, order=(1,))
+  train._advance(curriculum, _evaluated(0.95), 10, 1.0, dataset, config)
+  assert not curriculum.finished
+  train._advance(curriculum, _evaluated(0.99), 20, 1.0, dataset, config)
   assert curriculum.finished == 'passed stage 1'
 
 
 def test_custom_stage_order_promotes_and_finishes_in_it():
-  tc = tiny_config().train
-  tc.update(stages='1,2,5', last_stage=5, window=1)
-  order = train.stage_order(tc)
+  config = tiny_config(stages='1,2,5', last_stage=5, window=1)
+  order = train.stage_order(config.train)
   dataset = data_lib.MultiplicationDataset(4, order=order)
   curriculum = train.Curriculum(stage=1)
   stages = []
   for step in range(4):
-    train._advance(curriculum, 0.99, step, dataset, tc)
+    train._advance(curriculum, _evaluated(0.995), step, 1.0, dataset, config)
     stages.append(curriculum.stage)
   assert stages == [2, 5, 5, 5] and curriculum.finished == 'passed stage 5'
-  assert curriculum.best_progress == pytest.approx(2.99)
+  assert curriculum.best_progress == pytest.approx(2.995)
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -210,13 +247,12 @@ def test_bad_stage_order_is_a_config_error(overrides, message):
 
 
 def test_early_stopping_after_patience():
-  tc = tiny_config().train
-  tc.update(patience=3, window=100)
+  config = tiny_config(patience=3, window=100)
   curriculum = train.Curriculum(stage=1)
   dataset = data_lib.MultiplicationDataset(4)
   for i, accuracy in enumerate([0.5, 0.4, 0.5, 0.45]):
     assert not curriculum.finished
-    train._advance(curriculum, accuracy, i, dataset, tc)
+    train._advance(curriculum, _evaluated(accuracy), i, 1.0, dataset, config)
   assert curriculum.finished.startswith('early stopping')
 
 

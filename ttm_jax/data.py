@@ -12,10 +12,17 @@ In both, `targets [B, S]` holds the token each step must predict (PAD where noth
 predicted), and the token a step predicts is fed back in the last input slot of the next step;
 `answer_start` is the first step that predicts. With `digit_order='lsb'` both operands and the
 answer are written least significant digit first (the order a person carries in).
+
+The held-out split (DESIGN §2) is defined here and nowhere else: an unordered pair with both
+operands >= 10 is held out when `crc32('{min}x{max}') % 10 == 0` (`is_held_out`). Training
+batches never contain one (`MultiplicationDataset` redraws them; swapping operands keeps a
+pair's status); evaluation scores only them wherever both operands have 2+ digits
+(`held_out_problems`).
 """
 
 import dataclasses
 import json
+import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -165,6 +172,62 @@ def digit_range(digits: int) -> Tuple[int, int]:
   return (1 if digits == 1 else 10 ** (digits - 1)), 10 ** digits - 1
 
 
+HELD_OUT_MIN = 10  # Both operands at least this for a pair to be held out...
+HELD_OUT_MODULUS = 10  # ...and the pair's CRC-32 divisible by this (about 1 pair in 10).
+
+
+def is_held_out(a: int, b: int) -> bool:
+  """Whether the unordered pair {a, b} is held out: never trained on, evaluated on."""
+  if min(a, b) < HELD_OUT_MIN:
+    return False
+  key = f'{min(a, b)}x{max(a, b)}'.encode()
+  return zlib.crc32(key) % HELD_OUT_MODULUS == 0
+
+
+def held_out_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """`is_held_out` of each pair of the operand arrays `[N]`: bool `[N]`."""
+  return np.array([is_held_out(x, y) for x, y in zip(a.tolist(), b.tolist())], bool)
+
+
+def without_held_out(rng: np.random.Generator, a: np.ndarray, b: np.ndarray, low: np.ndarray,
+                     high: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Training draws: redraws each held-out pair from its range until none is held out, so
+  each pair is uniform over the range's pairs that are not held out.
+
+  Args:
+    rng: the generator to draw from.
+    a, b: operands `[N]`, drawn uniformly from `[low, high]`.
+    low, high: each example's operand range, `[N]` (or scalars).
+
+  Returns:
+    `(a, b)`, new arrays.
+  """
+  a, b = a.copy(), b.copy()
+  low, high = np.broadcast_to(low, a.shape), np.broadcast_to(high, a.shape)
+  while (index := np.flatnonzero(held_out_mask(a, b))).size:
+    a[index] = rng.integers(low[index], high[index] + 1)
+    b[index] = rng.integers(low[index], high[index] + 1)
+  return a, b
+
+
+def held_out_like(rng: np.random.Generator, a: np.ndarray,
+                  b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Evaluation draws: every pair with both operands >= 10 is redrawn, keeping each operand's
+  number of digits, until it is held out; pairs with a smaller operand (too few to hold out)
+  stay as drawn. The digit lengths of the draw are unchanged.
+
+  Returns:
+    `(a, b)`, new arrays `[N]`.
+  """
+  a, b = a.copy(), b.copy()
+  holdable = np.minimum(a, b) >= HELD_OUT_MIN
+  while (index := np.flatnonzero(holdable & ~held_out_mask(a, b))).size:
+    for x in (a, b):
+      digits = np.array([len(str(v)) for v in x[index].tolist()])
+      x[index] = rng.integers(10 ** (digits - 1), 10 ** digits)
+  return a, b
+
+
 class MultiplicationDataset:
   """Random multiplication problems over a 7-stage curriculum, from a seeded numpy RNG.
 
@@ -197,32 +260,35 @@ class MultiplicationDataset:
     return self.order[:self.order.index(self.current_stage)]
 
   def generate_batch(self) -> Dict[str, np.ndarray]:
-    """A batch of the current stage (see `Framing.encode` for its arrays).
+    """A batch of the current stage, encoded (see `Framing.encode` for its arrays)."""
+    return self.framing.encode(*self.draw_operands())
+
+  def draw_operands(self) -> Tuple[np.ndarray, np.ndarray, int]:
+    """The operands of a batch: `(a [B], b [B], digits)`, no pair held out, augmented.
 
     With `review` > 0, that fraction of the examples comes from earlier stages of `order`
     (each example's stage uniform over them), against forgetting the sizes already learned.
+    `digits` is the longest operand length the batch's stages allow.
     """
     stages = np.full(self.batch_size, self.current_stage)
     if self.review and self.earlier_stages:
       earlier = self.rng.random(self.batch_size) < self.review
       stages[earlier] = self.rng.choice(self.earlier_stages, size=int(earlier.sum()))
-    ranges = np.array(self.stages)[stages - 1]
-    a = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
-    b = self.rng.integers(ranges[:, 0], ranges[:, 1] + 1)
-    digits = max(stage_digits(stage) for stage in set(stages.tolist()))
-    batch = self.framing.encode(a, b, digits)
-    return self.augment_batch(batch) if self.augment else batch
+    low, high = np.array(self.stages)[stages - 1].T
+    a = self.rng.integers(low, high + 1)
+    b = self.rng.integers(low, high + 1)
+    a, b = without_held_out(self.rng, a, b, low, high)
+    if self.augment:
+      a, b = self.augment_operands(a, b)
+    return a, b, max(stage_digits(stage) for stage in set(stages.tolist()))
 
-  def augment_batch(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  def augment_operands(self, a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Swaps the operands of a random half (a×b = b×a) and permutes the examples."""
-    a, b = batch['a'].copy(), batch['b'].copy()
+    a, b = a.copy(), b.copy()
     swap = self.rng.random(len(a)) < 0.5
     a[swap], b[swap] = b[swap], a[swap]
     order = self.rng.permutation(len(a))
-    steps = batch['targets'].shape[1]
-    digits = next(d for d in range(1, self.framing.max_digits + 1)
-                  if self.framing.num_steps(d) == steps)
-    return self.framing.encode(a[order], b[order], digits)
+    return a[order], b[order]
 
   def increase_difficulty(self) -> bool:
     """Moves to the next stage of `order`; False if already at the last one."""

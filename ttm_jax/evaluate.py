@@ -1,56 +1,210 @@
-"""`--mode=eval` (accuracy per digit size on fresh problems) and `--mode=predict` (answers for
-problems read from a stream)."""
+"""Greedy decoding and accuracy: the periodic evaluation of training (`evaluate_stage`),
+`--mode=eval` (accuracy per size on held-out problems), `--mode=predict` (answers for problems
+read from a stream) and `--mode=trace`."""
 
 import json
 import os
 import sys
-from typing import Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data as data_lib
 from ttm_jax import factory
+from ttm_jax import losses
+from ttm_jax import streaming
 from ttm_jax import tokens as tok
 from ttm_jax import trace
-from ttm_jax import train
+from ttm_jax.log import log
 
 
-def parse_sizes(sizes: str):
-  """`'1x1,2x1'` -> `[(1, 1), (2, 1)]`."""
-  try:
-    return [tuple(int(d) for d in size.split('x')) for size in sizes.split(',')]
-  except ValueError:
-    raise factory.ConfigError(f'config.eval.sizes={sizes!r}: expected e.g. "1x1,2x1"') from None
+def decode_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
+                    digits: int, batch_size: int) -> Dict[str, np.ndarray]:
+  """Greedy decoding (no teacher forcing) of `a×b`, in batches.
+
+  Returns:
+    dict with `predictions [N, S]`, `targets [N, S]`, `products [N]` (the decoded answers,
+    -1 where not a number), `memory_moments [N, S, 3]` (`streaming.decode_with_memory_moments`).
+  """
+  predictions, targets, moments = [], [], []
+  for start in range(0, len(a), batch_size):
+    batch = framing.encode(a[start:start + batch_size], b[start:start + batch_size], digits)
+    pred, _, batch_moments = streaming.decode_with_memory_moments(
+        model, params, jnp.asarray(batch['inputs']), framing.answer_start(digits))
+    predictions.append(np.asarray(pred))
+    targets.append(batch['targets'])
+    moments.append(np.asarray(batch_moments))
+  predictions, targets = np.concatenate(predictions), np.concatenate(targets)
+  start = framing.answer_start(digits)
+  products = np.array([framing.answer_to_number(p[start:]) for p in predictions], object)
+  return {'predictions': predictions, 'targets': targets,
+          'products': np.array([-1 if p is None else p for p in products], np.int64),
+          'memory_moments': np.concatenate(moments)}
+
+
+def accuracy_of(decoded: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """Position and sequence accuracy of `decode_problems` output."""
+  acc = losses.accuracy(jnp.asarray(decoded['predictions']), jnp.asarray(decoded['targets']))
+  return {k: float(v) for k, v in acc.items()}
+
+
+def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collections.ConfigDict,
+                   stage: int, step: int, workdir: str = None,
+                   epoch: int = 0) -> Dict[str, Any]:
+  """Greedy-decoding accuracy on `config.eval.num_examples` held-out problems of `stage`
+  (`data.held_out_like`: pairs with both operands >= 10 held out, smaller ones as drawn), memory
+  statistics per step, and (every `config.trace.every_epochs`) traces of the first
+  `config.trace.num_examples` problems in `workdir/dumps`.
+
+  The problems come from an RNG seeded by (seed, step), so evaluation neither touches the
+  training data stream nor changes when a run is resumed.
+  """
+  rng = np.random.default_rng([config.seed, step, 1])
+  low, high = data_lib.STAGES[stage - 1]
+  a, b = data_lib.held_out_like(rng, *data_lib.sample_operands(rng, config.eval.num_examples,
+                                                                low, high))
+  digits = data_lib.stage_digits(stage)
+  decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
+  summary = accuracy_of(decoded)
+  summary['stage'] = stage
+  summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
+  summary['examples'] = [
+      f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
+      for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
+                         decoded['products'][:config.eval.log_examples])]
+  count = config.trace.num_examples
+  if workdir and count and epoch % config.trace.every_epochs == 0:
+    trace.trace_problems(model, params, config, a[:count], b[:count],
+                         os.path.join(workdir, 'dumps'), run='train', epoch=epoch, batch=step,
+                         checkpoint=workdir)
+  return summary
+
+
+def memory_statistics(moments: np.ndarray, max_abs: float) -> Dict[str, Any]:
+  """Memory mean, std and max |x| per step of the decoded problems, from their moments
+  `[N, S, 3]` (`decode_problems`), with a warning when values explode or are not finite."""
+  mean = moments[..., 0].mean(0)
+  stats = np.stack([mean, np.sqrt(np.maximum(moments[..., 1].mean(0) - mean**2, 0)),
+                    moments[..., 2].max(0)], -1)  # Shape: [S, 3].
+  peak = float(np.max(stats[:, 2])) if stats.size else 0.0
+  if not np.all(np.isfinite(stats)):
+    log.warning('memory holds non-finite values (per-step max |x|: %s)', stats[:, 2].tolist())
+  elif peak > max_abs:
+    log.warning('memory values are exploding: max |x| = %.3g > config.monitor.max_abs_memory'
+                ' = %g', peak, max_abs)
+  return {'memory_max_abs': peak,
+          'memory_mean_per_step': stats[:, 0].tolist(),
+          'memory_std_per_step': stats[:, 1].tolist(),
+          'memory_max_abs_per_step': stats[:, 2].tolist()}
+
+
+def parse_sizes(sizes: str) -> List[Tuple[int, int, int, int]]:
+  """`'1x1,2x1,1-9999'` -> operand ranges `[(low_a, high_a, low_b, high_b), ...]`: `AxB` is an
+  A-digit times a B-digit operand, `L-H` both operands in [L, H]."""
+  ranges = []
+  for size in sizes.split(','):
+    try:
+      if '-' in size:
+        low, high = (int(v) for v in size.split('-'))
+        if not 1 <= low <= high:
+          raise ValueError
+        ranges.append((low, high, low, high))
+      else:
+        da, db = (int(d) for d in size.split('x'))
+        if min(da, db) < 1:
+          raise ValueError
+        ranges.append((*data_lib.digit_range(da), *data_lib.digit_range(db)))
+    except ValueError:
+      raise factory.ConfigError(f'config.eval.sizes={sizes!r}: {size!r} is neither AxB (digits, '
+                                'e.g. 2x1) nor L-H (operand range, e.g. 1-9999)') from None
+  return ranges
+
+
+def evaluation_problems(rng: np.random.Generator, low_a: int, high_a: int, low_b: int,
+                        high_b: int, count: int) -> Tuple[np.ndarray, np.ndarray, str]:
+  """The problems a table row scores, and which they are.
+
+  Where the range holds pairs with both operands >= 10, the row scores held-out pairs only;
+  otherwise (1x1, 2x1: too few problems to hold any out) every problem. A range of at most
+  10x`count` pairs is scored whole, a larger one on `count` distinct random problems.
+
+  Returns:
+    `(a [N], b [N], which)`, `which` naming the problems: 'all', 'held-out (all)', 'held-out'.
+  """
+  holdable = min(high_a, high_b) >= data_lib.HELD_OUT_MIN
+  if (high_a - low_a + 1) * (high_b - low_b + 1) <= 10 * count:
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(low_a, high_a + 1),
+                                           np.arange(low_b, high_b + 1), indexing='ij'))
+    if not holdable:
+      return a, b, 'all'
+    keep = data_lib.held_out_mask(a, b)
+    return a[keep], b[keep], 'held-out (all)'
+  if not holdable:
+    return (*data_lib.sample_operands(rng, count, low_a, high_a, low_b, high_b), 'random')
+  a, b = np.zeros(0, np.int64), np.zeros(0, np.int64)
+  while len(a) < count:  # About one pair in ten is held out; each pair is scored once.
+    more_a, more_b = data_lib.sample_operands(rng, 4 * count, low_a, high_a, low_b, high_b)
+    keep = data_lib.held_out_mask(more_a, more_b)
+    a, b = np.concatenate([a, more_a[keep]]), np.concatenate([b, more_b[keep]])
+    first = np.sort(np.unique(np.stack([a, b]), axis=1, return_index=True)[1])
+    a, b = a[first], b[first]
+  return a[:count], b[:count], 'held-out'
+
+
+def row_name(low_a: int, high_a: int, low_b: int, high_b: int) -> str:
+  """`'3x2'` for digit sizes, `'1-9999'` for an operand range."""
+  sizes = [(low, high) == data_lib.digit_range(len(str(high))) for low, high in
+           ((low_a, high_a), (low_b, high_b))]
+  if all(sizes):
+    return f'{len(str(high_a))}x{len(str(high_b))}'
+  return f'{low_a}-{high_a}' if (low_a, high_a) == (low_b, high_b) else \
+      f'{low_a}-{high_a}x{low_b}-{high_b}'
+
+
+def trained_digits(config: ml_collections.ConfigDict) -> int:
+  """The longest operand the config's curriculum trains on (through `train.last_stage`)."""
+  order = [int(s) for s in str(config.train.stages).split(',')]
+  stages = order[:order.index(config.train.last_stage) + 1] \
+      if config.train.last_stage in order else order
+  return max(data_lib.stage_digits(s) for s in stages)
 
 
 def evaluate_sizes(model, params, config: ml_collections.ConfigDict) -> List[Dict]:
-  """Exact-match and per-position accuracy per digit size on fresh random problems (drawn
-  with `config.eval.seed`)."""
+  """Exact-match and per-position accuracy per table row (`config.eval.sizes`) on held-out
+  problems (`evaluation_problems`, drawn with `config.eval.seed`)."""
   framing = factory.make_framing(config)
   rng = np.random.default_rng(config.eval.seed)
+  longest = trained_digits(config)
   rows = []
-  for da, db in parse_sizes(config.eval.sizes):
-    if max(da, db) > framing.max_digits:
-      raise factory.ConfigError(f'size {da}x{db} exceeds config.task.max_digits='
-                                f'{framing.max_digits}')
-    a, b = data_lib.sample_operands(rng, config.eval.num_per_size, *data_lib.digit_range(da),
-                                    *data_lib.digit_range(db))
-    decoded = train.decode_problems(model, params, framing, a, b, max(da, db),
-                                    config.eval.batch_size)
-    acc = train.accuracy_of(decoded)
-    rows.append({'size': f'{da}x{db}', 'count': len(a),
+  for ranges in parse_sizes(config.eval.sizes):
+    digits = len(str(max(ranges[1], ranges[3])))
+    if digits > framing.max_digits:
+      raise factory.ConfigError(f'config.eval.sizes: {row_name(*ranges)} exceeds '
+                                f'config.task.max_digits={framing.max_digits}')
+    a, b, problems = evaluation_problems(rng, *ranges, config.eval.num_per_size)
+    decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
+    acc = accuracy_of(decoded)
+    rows.append({'size': row_name(*ranges), 'count': len(a), 'problems': problems,
+                 'longer_than_trained': digits > longest,
                  'exact_match': float(np.mean(decoded['products'] == a * b)),
                  'position_accuracy': acc['position_accuracy']})
   return rows
 
 
 def format_table(rows: List[Dict]) -> str:
-  """A plain-text table of `evaluate_sizes` rows."""
-  lines = [f'{"size":>6} {"problems":>9} {"exact match":>12} {"per position":>13}']
-  lines += [f'{r["size"]:>6} {r["count"]:>9} {100 * r["exact_match"]:>11.2f}% '
-            f'{100 * r["position_accuracy"]:>12.2f}%' for r in rows]
+  """A plain-text table of `evaluate_sizes` rows, with a header that says what was scored."""
+  lines = ['held-out evaluation: pairs with both operands >= 10 are scored only where held out '
+           '(never trained on: ttm_jax/data.py); smaller pairs on every problem']
+  lines += [f'{"size":>7} {"problems":>9} {"which":>16} {"exact match":>12} {"per position":>13}']
+  lines += [f'{r["size"]:>7} {r["count"]:>9} '
+            f'{r["problems"] + (", longer" if r["longer_than_trained"] else ""):>16} '
+            f'{100 * r["exact_match"]:>11.2f}% {100 * r["position_accuracy"]:>12.2f}%'
+            for r in rows]
+  if any(r['longer_than_trained'] for r in rows):
+    lines.append('"longer": operands longer than any the curriculum trains on (a length test)')
   return '\n'.join(lines)
 
 
@@ -109,7 +263,7 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
     a = np.array([problems[i][0] for i in index])
     b = np.array([problems[i][1] for i in index])
     digits = max(len(str(v)) for v in np.concatenate([a, b]))
-    decoded = train.decode_problems(model, params, framing, a, b, digits,
+    decoded = decode_problems(model, params, framing, a, b, digits,
                                     config.eval.batch_size)
     for i, product in zip(index, decoded['products']):
       outputs[i] = str(product) if product >= 0 else 'error: the model produced no number'

@@ -1,18 +1,43 @@
-"""The optimizer: AdamW with weight decay on weight matrices only, global-norm clipping, and a
-linear-warmup cosine schedule whose learning rate is set every step (so it can restart at each
-curriculum stage)."""
+"""The optimizer: AdamW with weight decay on weight matrices only, global-norm clipping, and the
+learning-rate policy.
+
+The learning rate of a step is `schedule(step - stage_start) * lr_scale`, computed inside the
+jitted train step from two scalars of the train state: `stage_start`, the step the schedule
+counts from (the current stage's first step with `restart_per_stage`, else 0), and `lr_scale`,
+which the curriculum multiplies by `plateau_factor` when the stage's evaluations stop improving
+(`plateau_patience` evaluations without a new best) and sets back to 1 at each new stage.
+The schedule: linear warmup to `peak_lr`, then cosine to `end_lr` over `decay_steps` (0: stay
+at `peak_lr`); `lr_scale` never takes the rate below `end_lr`.
+"""
 
 import flax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """0 -> peak_lr linearly over warmup_steps, then cosine to end_lr over decay_steps, then
-  constant end_lr (`config` is `config.optim`)."""
+  constant end_lr; with decay_steps 0, constant peak_lr after the warmup (`config` is
+  `config.optim`)."""
+  if not config.decay_steps:
+    return optax.linear_schedule(0.0, config.peak_lr, max(config.warmup_steps, 1))
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=config.peak_lr, warmup_steps=config.warmup_steps,
       decay_steps=config.warmup_steps + config.decay_steps, end_value=config.end_lr)
+
+
+def min_lr_scale(config: ml_collections.ConfigDict) -> float:
+  """The smallest `lr_scale`: the one that takes `peak_lr` to `end_lr`."""
+  return config.end_lr / config.peak_lr
+
+
+def learning_rate(schedule: optax.Schedule, config: ml_collections.ConfigDict, step,
+                  stage_start, lr_scale):
+  """The rate of train step `step` (scalars, traced inside the train step): the schedule
+  counted from `stage_start`, times `lr_scale`, never below `end_lr` on account of the scale."""
+  rate = schedule(step - stage_start)
+  return jnp.minimum(rate, jnp.maximum(rate * lr_scale, config.end_lr))
 
 
 def decay_mask(params):

@@ -134,20 +134,19 @@ class TrainStepProgram:
       shardings = train.state_shardings((params, state), mesh, config.train.shard_params)
       params, state = jax.device_put((params, state), shardings)
       batch = jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))
-    self.args = (params, state, batch, 0)
-    self.step_fn = train.make_train_step(model, tx, optim.make_schedule(config.optim),
-                                         shardings)
+    self.args = (params, state, batch)
+    self.step_fn = train.make_train_step(model, tx, config.optim, shardings)
     start = time.perf_counter()
     self.compiled = self.step_fn.lower(*self.args).compile()
     self.compile_seconds = time.perf_counter() - start
 
   def run(self, num_steps: int):
     """Runs `num_steps` train steps on the same batch; returns the last metrics."""
-    params, state, batch, start = self.args
+    params, state, batch = self.args
     metrics = None
     for _ in range(num_steps):
-      params, state, metrics = self.compiled(params, state, batch, start)
-    self.args = (params, state, batch, start)
+      params, state, metrics = self.compiled(params, state, batch)
+    self.args = (params, state, batch)
     return jax.block_until_ready(metrics)
 
 

@@ -28,11 +28,10 @@ from tensorboardX import SummaryWriter
 
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data as data_lib
+from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import losses
 from ttm_jax import optim
-from ttm_jax import streaming
-from ttm_jax import trace
 
 from ttm_jax.log import log
 
@@ -62,7 +61,8 @@ def state_shardings(tree, mesh: Mesh, shard: bool, min_size: int = 1024):
 
 
 def init_state(model, tx, framing: data_lib.Framing, seed: int):
-  """Fresh `(params, train_state)`; train_state = {opt_state, step, rng}."""
+  """Fresh `(params, train_state)`; train_state = {opt_state, step, rng, stage_start,
+  lr_scale} (the last two: the learning-rate policy's, `optim.py`)."""
   init_key, dropout_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
   tokens = jnp.zeros((1, 1, framing.tokens_per_step), jnp.int32)
 
@@ -72,15 +72,17 @@ def init_state(model, tx, framing: data_lib.Framing, seed: int):
     return params, tx.init(params)
 
   params, opt_state = init({'params': init_key, 'dropout': dropout_key})
-  return params, {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key}
+  return params, {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key,
+                  'stage_start': jnp.zeros((), jnp.int32), 'lr_scale': jnp.ones((), jnp.float32)}
 
 
-def make_train_step(model, tx, schedule, shardings=None):
-  """The jitted `train_step(params, train_state, batch, schedule_start)` ->
-  `(params, train_state, metrics)`; the learning rate is `schedule(step - schedule_start)`.
-  `shardings`: `(params, train_state)` shardings the step returns its state in (default: as
-  XLA chooses)."""
-  def train_step(params, train_state, batch, schedule_start):
+def make_train_step(model, tx, optim_config: ml_collections.ConfigDict, shardings=None):
+  """The jitted `train_step(params, train_state, batch)` -> `(params, train_state, metrics)`;
+  the learning rate comes from the train state (`optim.learning_rate`). `shardings`:
+  `(params, train_state)` shardings the step returns its state in (default: as XLA chooses)."""
+  schedule = optim.make_schedule(optim_config)
+
+  def train_step(params, train_state, batch):
     rng, dropout_rng = jax.random.split(train_state['rng'])
 
     def loss_fn(p):
@@ -90,14 +92,15 @@ def make_train_step(model, tx, schedule, shardings=None):
 
     (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     opt_state = train_state['opt_state']
-    learning_rate = schedule(train_state['step'] - schedule_start)
+    learning_rate = optim.learning_rate(schedule, optim_config, train_state['step'],
+                                        train_state['stage_start'], train_state['lr_scale'])
     opt_state.hyperparams['learning_rate'] = learning_rate
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = losses.metrics(logits, batch['targets'])
     metrics.update(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
                    learning_rate=learning_rate)
-    return params, {'opt_state': opt_state, 'step': train_state['step'] + 1,
+    return params, {**train_state, 'opt_state': opt_state, 'step': train_state['step'] + 1,
                     'rng': rng}, metrics
 
   if shardings is None:
@@ -106,36 +109,6 @@ def make_train_step(model, tx, schedule, shardings=None):
                                    PartitionSpec())
   return jax.jit(train_step, donate_argnums=(0, 1),
                  out_shardings=(*shardings, metrics_sharding))
-
-
-def decode_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
-                    digits: int, batch_size: int) -> Dict[str, np.ndarray]:
-  """Greedy decoding (no teacher forcing) of `a×b`, in batches.
-
-  Returns:
-    dict with `predictions [N, S]`, `targets [N, S]`, `products [N]` (the decoded answers,
-    -1 where not a number), `memory_moments [N, S, 3]` (`streaming.decode_with_memory_moments`).
-  """
-  predictions, targets, moments = [], [], []
-  for start in range(0, len(a), batch_size):
-    batch = framing.encode(a[start:start + batch_size], b[start:start + batch_size], digits)
-    pred, _, batch_moments = streaming.decode_with_memory_moments(
-        model, params, jnp.asarray(batch['inputs']), framing.answer_start(digits))
-    predictions.append(np.asarray(pred))
-    targets.append(batch['targets'])
-    moments.append(np.asarray(batch_moments))
-  predictions, targets = np.concatenate(predictions), np.concatenate(targets)
-  start = framing.answer_start(digits)
-  products = np.array([framing.answer_to_number(p[start:]) for p in predictions], object)
-  return {'predictions': predictions, 'targets': targets,
-          'products': np.array([-1 if p is None else p for p in products], np.int64),
-          'memory_moments': np.concatenate(moments)}
-
-
-def accuracy_of(decoded: Dict[str, np.ndarray]) -> Dict[str, float]:
-  """Position and sequence accuracy of `decode_problems` output."""
-  acc = losses.accuracy(jnp.asarray(decoded['predictions']), jnp.asarray(decoded['targets']))
-  return {k: float(v) for k, v in acc.items()}
 
 
 class MetricsWriter:
@@ -164,11 +137,12 @@ class MetricsWriter:
 class Curriculum:
   """Where training stands in the curriculum (saved as checkpoint meta)."""
   stage: int
-  schedule_start: int = 0  # Step the learning-rate schedule counts from.
   history: list = dataclasses.field(default_factory=list)  # Eval accuracies this stage.
   epochs_in_stage: int = 0
   best_progress: float = -1.0
   evals_since_best: int = 0
+  stage_best: float = -1.0  # Best eval position accuracy this stage (the plateau measure)...
+  evals_since_stage_best: int = 0  # ...and evaluations since it (or since the last lr cut).
   finished: str = ''  # Why training ended, once it has.
   seconds: float = 0.0  # Wall-clock time of training and evaluation so far (over resumes).
 
@@ -249,7 +223,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   sharded = NamedSharding(mesh, PartitionSpec('data'))
 
   tx = optim.make_optimizer(config.optim)
-  schedule = optim.make_schedule(config.optim)
   params, train_state = init_state(model, tx, framing, config.seed)
   dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, tc.start_stage, framing,
                                            tc.augment, tc.review, order)
@@ -268,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   ckpt.write_config(workdir, config)
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
-  train_step = make_train_step(model, tx, schedule, shardings)
+  train_step = make_train_step(model, tx, config.optim, shardings)
   writer = MetricsWriter(workdir)
   profiler = StepProfiler(config.profile.first_step, config.profile.num_steps,
                           os.path.join(workdir, 'profile'))
@@ -296,8 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
                                  sharded)
           profiler.before(step)
-          params, train_state, metrics = train_step(params, train_state, batch,
-                                                    curriculum.schedule_start)
+          params, train_state, metrics = train_step(params, train_state, batch)
           profiler.after(step + 1, metrics)
           metrics = {k: float(v) for k, v in metrics.items()}
           step += 1
@@ -320,18 +292,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                              examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
         writer.write(step, 'train', train_summary)
 
-        eval_summary = evaluate_stage(model, params, framing, config, curriculum.stage, step,
-                                      workdir, step // tc.steps_per_epoch)
+        eval_summary = evaluate.evaluate_stage(model, params, framing, config, curriculum.stage,
+                                               step, workdir, step // tc.steps_per_epoch)
         curriculum.seconds += time.perf_counter() - epoch_start
         eval_summary['elapsed_seconds'] = curriculum.seconds
         writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
         bar.write(f'step {step} stage {curriculum.stage}: train loss '
                   f'{train_summary["loss"]:.4f}, eval exact match '
-                  f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} fresh '
-                  f'problems), {train_summary["examples_per_second"]:.0f} examples/s')
+                  f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} held-out '
+                  f'problems), lr {train_summary["learning_rate"]:.2e}, {train_summary["examples_per_second"]:.0f} examples/s')
         for line in eval_summary['examples']:
           bar.write(f'  {line}')
-        _advance(curriculum, eval_summary['sequence_accuracy'], step, dataset, tc)
+        changes = _advance(curriculum, eval_summary, step, float(train_state['lr_scale']),
+                           dataset, config)
+        for name, value in changes.items():  # Read by the jitted step from now on.
+          train_state[name] = jax.device_put(jnp.asarray(value, train_state[name].dtype),
+                                             train_state[name].sharding)
         bar.set_description(f'stage {curriculum.stage}')
         is_best = curriculum.evals_since_best == 0
         if is_best or curriculum.finished or \
@@ -376,9 +352,17 @@ def progress(order: Tuple[int, ...], stage: int, accuracy: float) -> float:
   return order.index(stage) + accuracy
 
 
-def _advance(curriculum: Curriculum, accuracy: float, step: int,
-             dataset: data_lib.MultiplicationDataset, tc: ml_collections.ConfigDict):
-  """Updates the curriculum after an evaluation: best/patience, then promotion."""
+def _advance(curriculum: Curriculum, summary: Dict[str, float], step: int, lr_scale: float,
+             dataset: data_lib.MultiplicationDataset,
+             config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """Updates the curriculum after an evaluation (`summary`: its sequence and position
+  accuracy): best/patience, promotion, the learning-rate plateau.
+
+  Returns:
+    the train-state scalars to change (`stage_start`, `lr_scale`; `optim.py`), if any.
+  """
+  tc, oc = config.train, config.optim
+  accuracy = summary['sequence_accuracy']
   curriculum.history.append(accuracy)
   curriculum.epochs_in_stage += 1
   reached = progress(dataset.order, curriculum.stage, accuracy)
@@ -386,64 +370,31 @@ def _advance(curriculum: Curriculum, accuracy: float, step: int,
     curriculum.best_progress, curriculum.evals_since_best = reached, 0
   else:
     curriculum.evals_since_best += 1
-  promote = (dataset.should_increase_difficulty(curriculum.history, tc.threshold, tc.window)
-             or curriculum.epochs_in_stage >= tc.max_epochs_per_stage)
-  if promote:
-    if curriculum.stage == tc.last_stage or not dataset.increase_difficulty():
+  if summary['position_accuracy'] > curriculum.stage_best:
+    curriculum.stage_best, curriculum.evals_since_stage_best = summary['position_accuracy'], 0
+  else:
+    curriculum.evals_since_stage_best += 1
+  last = curriculum.stage == tc.last_stage or dataset.order[-1] == curriculum.stage
+  threshold = tc.final_threshold if last else tc.threshold
+  if (dataset.should_increase_difficulty(curriculum.history, threshold, tc.window)
+      or curriculum.epochs_in_stage >= tc.max_epochs_per_stage):
+    if last:
       curriculum.finished = f'passed stage {curriculum.stage}'
-      return
+      return {}
+    dataset.increase_difficulty()
     curriculum.stage = dataset.current_stage
     curriculum.history, curriculum.epochs_in_stage = [], 0
-    curriculum.schedule_start = step
+    curriculum.stage_best, curriculum.evals_since_stage_best = -1.0, 0
     log.info('promoted to stage %d at step %d', curriculum.stage, step)
-  elif curriculum.evals_since_best >= tc.patience:
+    return {'stage_start': step, 'lr_scale': 1.0} if oc.restart_per_stage else {}
+  if curriculum.evals_since_best >= tc.patience:
     curriculum.finished = (f'early stopping: no improvement in {tc.patience} evaluations '
                            f'(stage {curriculum.stage})')
-
-
-def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collections.ConfigDict,
-                   stage: int, step: int, workdir: str = None,
-                   epoch: int = 0) -> Dict[str, Any]:
-  """Greedy-decoding accuracy on `config.eval.num_examples` fresh problems of `stage`, memory
-  statistics per step, and (every `config.trace.every_epochs`) traces of the first
-  `config.trace.num_examples` problems in `workdir/dumps`.
-
-  The problems come from an RNG seeded by (seed, step), so evaluation neither touches the
-  training data stream nor changes when a run is resumed.
-  """
-  rng = np.random.default_rng([config.seed, step, 1])
-  low, high = data_lib.STAGES[stage - 1]
-  a, b = data_lib.sample_operands(rng, config.eval.num_examples, low, high)
-  digits = data_lib.stage_digits(stage)
-  decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
-  summary = accuracy_of(decoded)
-  summary['stage'] = stage
-  summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
-  summary['examples'] = [
-      f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
-      for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
-                         decoded['products'][:config.eval.log_examples])]
-  count = config.trace.num_examples
-  if workdir and count and epoch % config.trace.every_epochs == 0:
-    trace.trace_problems(model, params, config, a[:count], b[:count],
-                         os.path.join(workdir, 'dumps'), run='train', epoch=epoch, batch=step,
-                         checkpoint=workdir)
-  return summary
-
-
-def memory_statistics(moments: np.ndarray, max_abs: float) -> Dict[str, Any]:
-  """Memory mean, std and max |x| per step of the decoded problems, from their moments
-  `[N, S, 3]` (`decode_problems`), with a warning when values explode or are not finite."""
-  mean = moments[..., 0].mean(0)
-  stats = np.stack([mean, np.sqrt(np.maximum(moments[..., 1].mean(0) - mean**2, 0)),
-                    moments[..., 2].max(0)], -1)  # Shape: [S, 3].
-  peak = float(np.max(stats[:, 2])) if stats.size else 0.0
-  if not np.all(np.isfinite(stats)):
-    log.warning('memory holds non-finite values (per-step max |x|: %s)', stats[:, 2].tolist())
-  elif peak > max_abs:
-    log.warning('memory values are exploding: max |x| = %.3g > config.monitor.max_abs_memory'
-                ' = %g', peak, max_abs)
-  return {'memory_max_abs': peak,
-          'memory_mean_per_step': stats[:, 0].tolist(),
-          'memory_std_per_step': stats[:, 1].tolist(),
-          'memory_max_abs_per_step': stats[:, 2].tolist()}
+  elif (curriculum.evals_since_stage_best >= oc.plateau_patience
+        and lr_scale > optim.min_lr_scale(oc)):
+    curriculum.evals_since_stage_best = 0
+    new_scale = max(lr_scale * oc.plateau_factor, optim.min_lr_scale(oc))
+    log.info('stage %d plateaued: learning-rate scale %.4g -> %.4g at step %d',
+             curriculum.stage, lr_scale, new_scale, step)
+    return {'lr_scale': new_scale}
+  return {}

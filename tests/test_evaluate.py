@@ -1,0 +1,71 @@
+"""Held-out evaluation: which problems each `--mode=eval` row scores, and the table."""
+
+import numpy as np
+import pytest
+
+from configs import mult
+from ttm_jax import data
+from ttm_jax import evaluate
+from ttm_jax import factory
+
+
+def _rows(sizes, count=2000, seed=0):
+  rng = np.random.default_rng(seed)
+  return {evaluate.row_name(*r): evaluate.evaluation_problems(rng, *r, count)
+          for r in evaluate.parse_sizes(sizes)}
+
+
+def test_every_evaluated_pair_from_2x2_up_is_held_out():
+  rows = _rows('2x2,3x2,3x3,4x4,1-9999,5x5,2x3')
+  for name, (a, b, which) in rows.items():
+    assert data.held_out_mask(a, b).all(), name
+    assert which == ('held-out (all)' if name == '2x2' else 'held-out')
+  a, b, _ = rows['2x2']  # Scored whole: every held-out 2x2 pair, once.
+  everything = [(x, y) for x in range(10, 100) for y in range(10, 100) if data.is_held_out(x, y)]
+  assert sorted(zip(a.tolist(), b.tolist())) == everything
+  for name in ('3x2', '3x3', '4x4', '5x5', '1-9999'):
+    a, b, _ = rows[name]
+    assert len(a) == 2000 and len(set(zip(a.tolist(), b.tolist()))) == 2000
+  a, b, _ = rows['3x2']
+  assert {len(str(x)) for x in a.tolist()} == {3} and {len(str(x)) for x in b.tolist()} == {2}
+
+
+def test_sizes_too_small_to_hold_out_score_every_problem():
+  rows = _rows('1x1,2x1')
+  a, b, which = rows['1x1']
+  assert which == 'all' and len(a) == 81 and sorted(set(zip(a.tolist(), b.tolist()))) == [
+      (x, y) for x in range(1, 10) for y in range(1, 10)]
+  a, b, which = rows['2x1']
+  assert which == 'all' and len(a) == 810 and b.max() == 9 and a.min() == 10
+
+
+def test_held_out_problems_are_never_training_problems():
+  a, b, _ = _rows('3x3')['3x3']
+  ds = data.MultiplicationDataset(4096, seed=0, stage=3)
+  trained = set()
+  for _ in range(50):
+    x, y, _ = ds.draw_operands()
+    trained |= {frozenset(p) for p in zip(x.tolist(), y.tolist())}
+  assert not trained & {frozenset(p) for p in zip(a.tolist(), b.tolist())}
+
+
+@pytest.mark.parametrize('sizes', ['1x1x1', '0x1', '2-1', 'x', '3', '0-9'])
+def test_bad_sizes_are_config_errors(sizes):
+  with pytest.raises(factory.ConfigError, match='config.eval.sizes'):
+    evaluate.parse_sizes(sizes)
+
+
+def test_table_says_what_was_scored_and_marks_the_length_test():
+  config = mult.get_config()
+  assert evaluate.trained_digits(config) == 4
+  config.train.update(stages='1,2,5,3,6', last_stage=6)
+  assert evaluate.trained_digits(config) == 3
+  rows = [{'size': '2x2', 'count': 405, 'problems': 'held-out (all)', 'exact_match': 1.0,
+           'position_accuracy': 1.0, 'longer_than_trained': False},
+          {'size': '5x5', 'count': 2000, 'problems': 'held-out', 'exact_match': 0.0,
+           'position_accuracy': 0.25, 'longer_than_trained': True}]
+  table = evaluate.format_table(rows).splitlines()
+  assert table[0].startswith('held-out evaluation:')
+  assert table[2].split() == ['2x2', '405', 'held-out', '(all)', '100.00%', '100.00%']
+  assert table[3].split() == ['5x5', '2000', 'held-out,', 'longer', '0.00%', '25.00%']
+  assert table[-1].startswith('"longer"')
