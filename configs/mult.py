@@ -82,6 +82,7 @@ def get_config(arg=None):
   config.train.shard_params = False  # Shard parameters and optimizer state over the devices.
   config.train.num_steps = 2000000  # At most this many training steps (all stages).
   config.train.steps_per_epoch = 200  # Train steps between evaluations.
+  config.train.steps_per_call = 10  # Train steps per jitted call (one scan; divides the above).
   config.train.stages = '1,2,5,3,6,4,7'  # The curriculum stages (1-7) in the order visited.
   config.train.start_stage = arg['stage'] or 1  # Curriculum stage to start from.
   config.train.last_stage = 7  # Training ends when this stage is passed.

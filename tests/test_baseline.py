@@ -7,6 +7,7 @@ import pytest
 
 from configs import mult
 from ttm_jax import data
+from ttm_jax.curriculum import Curriculum
 from ttm_jax import factory
 from ttm_jax.baseline import CausalTransformer
 
@@ -39,7 +40,7 @@ def _multiplication_transformer():
   config = mult.get_config('runlocal')
   config.model.kind, config.task.framing, config.task.layout = 'transformer', 'stream', 'packed'
   model, framing = factory.make_model(config), factory.make_framing(config)
-  batch = data.MultiplicationDataset(4, seed=0, stage=2, framing=framing).generate_batch()
+  batch = data.MultiplicationDataset(4, 0, Curriculum(stage=2), framing).generate_batch()
   inputs = jnp.asarray(batch['inputs'])
   return model, inputs, model.init(jax.random.PRNGKey(0), inputs)['params']
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from ttm_jax import data
+from ttm_jax.curriculum import Curriculum
 from ttm_jax import tokens as tok
 
 
 def test_stages():
-  assert data.MultiplicationDataset.stages == (
+  assert data.STAGES == (
       (1, 9), (10, 99), (100, 999), (1000, 9999), (1, 99), (1, 999), (1, 9999))
 
 
@@ -24,7 +25,7 @@ def _decode_targets(framing, batch, digits):
 @pytest.mark.parametrize('stage', [1, 3, 7])
 def test_batches_hold_true_products(framing_name, order, stage):
   framing = data.Framing(max_digits=4, framing=framing_name, digit_order=order)
-  ds = data.MultiplicationDataset(batch_size=16, seed=3, stage=stage, framing=framing)
+  ds = data.MultiplicationDataset(16, 3, Curriculum(stage=stage), framing)
   batch = ds.generate_batch()
   digits = data.stage_digits(stage)
   steps = framing.num_steps(digits)
@@ -80,15 +81,15 @@ def test_example_pair_from_checklist():
 
 
 def test_generate_batch_is_deterministic_per_seed():
-  a = data.MultiplicationDataset(8, seed=1).generate_batch()
-  b = data.MultiplicationDataset(8, seed=1).generate_batch()
-  c = data.MultiplicationDataset(8, seed=2).generate_batch()
+  a = data.MultiplicationDataset(8, 1, Curriculum()).generate_batch()
+  b = data.MultiplicationDataset(8, 1, Curriculum()).generate_batch()
+  c = data.MultiplicationDataset(8, 2, Curriculum()).generate_batch()
   np.testing.assert_array_equal(a['inputs'], b['inputs'])
   assert not np.array_equal(a['a'], c['a'])
 
 
 def test_augment_swaps_and_permutes_consistently():
-  ds = data.MultiplicationDataset(64, seed=0, stage=3)
+  ds = data.MultiplicationDataset(64, 0, Curriculum(stage=3))
   a = np.arange(100, 164)
   b = np.full(64, 999)
   out_a, out_b = ds.augment_operands(a, b)
@@ -118,13 +119,13 @@ def test_a_million_training_draws_hold_no_held_out_pair():
   order = (1, 2, 5, 3, 6, 4, 7)
   total = 0
   for stage in order:  # 7 stages x 35 batches x 4096 = 1.0M problems, review and swap included.
-    ds = data.MultiplicationDataset(4096, seed=stage, stage=stage, review=0.3, order=order)
+    ds = data.MultiplicationDataset(4096, stage, Curriculum(order, review=0.3, stage=stage))
     for _ in range(35):
       a, b, _ = ds.draw_operands()
       assert not data.held_out_mask(a, b).any()
       total += len(a)
   assert total >= 1_000_000
-  batch = data.MultiplicationDataset(512, seed=0, stage=7, order=order).generate_batch()
+  batch = data.MultiplicationDataset(512, 0, Curriculum(order, stage=7)).generate_batch()
   assert not data.held_out_mask(batch['a'], batch['b']).any()
 
 
@@ -153,55 +154,34 @@ def test_held_out_like_keeps_digit_lengths_and_small_pairs():
   assert data.held_out_mask(new_a, new_b)[~small].all()
 
 
-def test_difficulty_progression():
-  ds = data.MultiplicationDataset(4)
-  assert ds.current_stage == 1
-  assert ds.increase_difficulty() and ds.current_stage == 2
-  ds.current_stage = 7
-  assert not ds.increase_difficulty() and ds.current_stage == 7
-  should = data.MultiplicationDataset.should_increase_difficulty
-  assert not should([0.95] * 4)
-  assert should([0.1, 0.9, 0.9, 0.9, 0.9, 0.9])
-  assert not should([0.9, 0.9, 0.9, 0.9, 0.89])
-  assert should([0.8, 1.0, 0.9, 0.9, 0.9])  # Mean 0.9.
-
-
 def test_state_resumes_the_rng_exactly():
-  ds = data.MultiplicationDataset(8, seed=5, stage=2)
+  ds = data.MultiplicationDataset(8, 5, Curriculum(stage=2))
   ds.generate_batch()
   state = ds.get_state()
   expected = ds.generate_batch()
-  other = data.MultiplicationDataset(8, seed=99)
+  other = data.MultiplicationDataset(8, 99, Curriculum(stage=2))
   other.set_state(state)
-  assert other.current_stage == 2
   np.testing.assert_array_equal(other.generate_batch()['inputs'], expected['inputs'])
 
 
-def test_stage_order_promotes_and_reviews_in_that_order():
-  ds = data.MultiplicationDataset(512, seed=0, stage=1, review=0.5, order=(1, 2, 5, 3))
-  visited = [ds.current_stage]
-  while ds.increase_difficulty():
-    visited.append(ds.current_stage)
-  assert visited == [1, 2, 5, 3]
+def test_the_dataset_draws_the_stage_the_curriculum_is_on():
+  curriculum = Curriculum((1, 2, 5, 3), review=0.5)
+  ds = data.MultiplicationDataset(512, 0, curriculum)
+  assert set(ds.generate_batch()['a'].tolist()) <= set(range(1, 10))
+  curriculum.stage = 3
   batch = ds.generate_batch()
   sizes = {(len(str(a)), len(str(b))) for a, b in zip(batch['a'], batch['b'])}
   assert (3, 3) in sizes and (1, 1) in sizes and (2, 2) in sizes
   assert (2, 1) in sizes or (1, 2) in sizes  # From stage 5 (1..99).
   assert not any(max(a, b) >= 1000 for a, b in zip(batch['a'], batch['b']))
-
-
-@pytest.mark.parametrize('order, stage', [((1, 1, 2), 1), ((1, 8), 1), ((1, 2), 3), ((), 1)])
-def test_bad_stage_order(order, stage):
-  with pytest.raises(ValueError):
-    data.MultiplicationDataset(4, stage=stage, order=order)
-
-
-def test_review_mixes_earlier_stages():
-  ds = data.MultiplicationDataset(256, seed=0, stage=3, review=0.5)
-  batch = ds.generate_batch()
   small = np.mean(batch['a'] < 100)
   assert 0.3 < small < 0.7
   assert _decode_targets(ds.framing, batch, 3) == list(batch['a'] * batch['b'])
+
+
+def test_a_stage_beyond_the_framing_is_refused():
+  with pytest.raises(ValueError, match='max_digits'):
+    data.MultiplicationDataset(4, 0, Curriculum((1, 4)), data.Framing(max_digits=3))
 
 
 def test_encode_rejects_too_long_operands():

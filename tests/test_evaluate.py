@@ -5,6 +5,7 @@ import pytest
 
 from configs import mult
 from ttm_jax import data
+from ttm_jax.curriculum import Curriculum
 from ttm_jax import evaluate
 from ttm_jax import factory
 
@@ -41,7 +42,7 @@ def test_sizes_too_small_to_hold_out_score_every_problem():
 
 def test_held_out_problems_are_never_training_problems():
   a, b, _ = _rows('3x3')['3x3']
-  ds = data.MultiplicationDataset(4096, seed=0, stage=3)
+  ds = data.MultiplicationDataset(4096, 0, Curriculum(stage=3))
   trained = set()
   for _ in range(50):
     x, y, _ = ds.draw_operands()

@@ -8,6 +8,7 @@ import pytest
 
 from configs import mult
 from ttm_jax import data
+from ttm_jax.curriculum import Curriculum
 from ttm_jax import factory
 from ttm_jax import losses
 from ttm_jax import model as model_lib
@@ -19,7 +20,7 @@ def tiny():
   config = mult.get_config('runlocal')
   model = factory.make_model(config)
   framing = factory.make_framing(config)
-  batch = data.MultiplicationDataset(16, seed=0, stage=2, framing=framing).generate_batch()
+  batch = data.MultiplicationDataset(16, 0, Curriculum(stage=2), framing).generate_batch()
   params = model.init({'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(1)},
                       batch['inputs'])['params']
   return model, framing, batch, params

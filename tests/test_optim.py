@@ -8,6 +8,7 @@ import pytest
 
 from configs import mult
 from ttm_jax import data
+from ttm_jax.curriculum import Curriculum
 from ttm_jax import factory
 from ttm_jax import optim
 from ttm_jax import train
@@ -113,11 +114,11 @@ def test_the_train_step_reads_the_rate_from_the_train_state():
   params, state = train.init_state(model, tx, factory.make_framing(config), 0)
   assert int(state['stage_start']) == 0 and float(state['lr_scale']) == 1.0
   step = train.make_train_step(model, tx, config.optim)
-  batch = data.MultiplicationDataset(4, 0, 1, factory.make_framing(config)).generate_batch()
-  batch = {k: batch[k] for k in ('inputs', 'targets')}
+  batch = data.MultiplicationDataset(4, 0, Curriculum(), factory.make_framing(config)).generate_batch()
+  batch = {k: batch[k][None] for k in ('inputs', 'targets')}  # One step: [1, B, ...].
   state = {**state, 'step': jnp.int32(100), 'stage_start': jnp.int32(95),
            'lr_scale': jnp.float32(0.5)}
   _, state, metrics = step(params, state, batch)
-  assert float(metrics['learning_rate']) == pytest.approx(5e-4 * 0.5)
+  assert float(metrics['learning_rate'][0]) == pytest.approx(5e-4 * 0.5)
   assert int(state['step']) == 101 and int(state['stage_start']) == 95
   assert float(state['lr_scale']) == 0.5

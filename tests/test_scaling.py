@@ -16,6 +16,7 @@ import json, jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from configs import mult
 from ttm_jax import data, factory, optim, train
+from ttm_jax.curriculum import Curriculum
 config = mult.get_config('runlocal')
 model, framing = factory.make_model(config), factory.make_framing(config)
 tx = optim.make_optimizer(config.optim)
@@ -24,14 +25,14 @@ state = train.init_state(model, tx, framing, 0)
 shardings = train.state_shardings(state, mesh, SHARD)
 params, state = jax.device_put(state, shardings)
 step = train.make_train_step(model, tx, config.optim, shardings)
-dataset = data.MultiplicationDataset(16, 0, 2, framing)
+dataset = data.MultiplicationDataset(16, 0, Curriculum(stage=2), framing)
 losses = []
 for _ in range(3):
   batch = dataset.generate_batch()
-  batch = jax.device_put({k: batch[k] for k in ('inputs', 'targets')},
-                         NamedSharding(mesh, PartitionSpec('data')))
+  batch = jax.device_put({k: batch[k][None] for k in ('inputs', 'targets')},
+                         NamedSharding(mesh, PartitionSpec(None, 'data')))
   params, state, metrics = step(params, state, batch)
-  losses.append(float(metrics['loss']))
+  losses.append(float(metrics['loss'][0]))
 sharded = [p for p in jax.tree_util.tree_leaves(params) if len(p.sharding.device_set) > 1
            and not p.sharding.is_fully_replicated]
 print(json.dumps({'devices': mesh.size, 'losses': losses, 'sharded_params': len(sharded)}))

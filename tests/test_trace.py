@@ -49,7 +49,7 @@ def test_traced_records_match_the_untraced_run(run, tmp_path):
   config, _, model, params = run
   framing = factory.make_framing(config)
   a, b = np.array([12, 7, 3]), np.array([34, 8, 9])
-  paths = trace.trace_problems(model, params, config, a, b, str(tmp_path))
+  paths = evaluate.trace_problems(model, params, factory.make_framing(config), a, b, str(tmp_path))
   encoded = framing.encode(a, b, 2)
   start = framing.answer_start(2)
   predictions, logits = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
@@ -114,7 +114,7 @@ def test_viewer_replay_reproduces_a_real_dump(run, tmp_path):
 
 def test_truncated_traced_dump_is_rejected(run, tmp_path):
   config, _, model, params = run
-  (path,) = trace.trace_problems(model, params, config, np.array([5]), np.array([6]),
+  (path,) = evaluate.trace_problems(model, params, factory.make_framing(config), np.array([5]), np.array([6]),
                                  str(tmp_path))
   data = open(path, 'rb').read()
   with open(path, 'wb') as f:

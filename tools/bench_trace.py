@@ -22,6 +22,7 @@ from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
 from ttm_jax import dumps
+from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import profiling
 from ttm_jax import streaming
@@ -64,7 +65,7 @@ def main():
 
   with tempfile.TemporaryDirectory() as dump_dir:
     def traced_to_files():
-      trace.trace_problems(model, params, config, a, b, dump_dir)
+      evaluate.trace_problems(model, params, factory.make_framing(config), a, b, dump_dir)
     rows = [('untraced decode', median_ms(untraced)),
             ('traced, records in memory', median_ms(traced_in_memory)),
             ('traced, one dump file per problem', median_ms(traced_to_files))]

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 from ttm_jax import profiling  # pylint: disable=g-import-not-at-top
-from ttm_jax import train  # pylint: disable=g-import-not-at-top
+from ttm_jax import curriculum  # pylint: disable=g-import-not-at-top
 
 
 def summarize_run(workdir):
@@ -37,9 +37,9 @@ def summarize_run(workdir):
   train_rows, eval_rows = plot_lib.read_metrics(workdir)
   if not eval_rows:
     raise SystemExit(f'error: {workdir}/metrics.jsonl has no evaluations yet')
-  order = train.stage_order(config.train) if 'stages' in config.train else tuple(
+  order = curriculum.stage_order(config.train) if 'stages' in config.train else tuple(
       range(1, 8))  # Runs from before config.train.stages went through the stages in order.
-  progress = lambda r: train.progress(order, r['stage'], r['sequence_accuracy'])
+  progress = lambda r: curriculum.progress(order, r['stage'], r['sequence_accuracy'])
   best = max(eval_rows, key=lambda r: (progress(r), -r['step']))
   solved = [r['step'] for r in eval_rows if r['stage'] == 1 and r['sequence_accuracy'] >= 0.99]
   return {'steps_to_1x1': solved[0] if solved else None,

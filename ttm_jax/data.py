@@ -229,52 +229,33 @@ def held_out_like(rng: np.random.Generator, a: np.ndarray,
 
 
 class MultiplicationDataset:
-  """Random multiplication problems over a 7-stage curriculum, from a seeded numpy RNG.
+  """Random multiplication problems of the curriculum's current stage, from a seeded numpy RNG.
 
   Attributes:
-    stages: the 7 `(min_val, max_val)` operand ranges.
-    order: the stages (1-based) in the order the curriculum visits them.
-    current_stage: 1-based index into `stages`, one of `order`.
+    curriculum: says which stage each example comes from (`curriculum.Curriculum`:
+      `example_stages(rng, batch_size)`).
   """
-  stages = STAGES
 
-  def __init__(self, batch_size: int = 32, seed: int = 0, stage: int = 1,
-               framing: Framing = Framing(), augment: bool = True, review: float = 0.0,
-               order: Sequence[int] = tuple(range(1, len(STAGES) + 1))):
-    check_stage_order(order)
-    if stage not in order:
-      raise ValueError(f'stage {stage} is not in the stage order {list(order)}')
-    if stage_digits(max(order)) > framing.max_digits:
-      raise ValueError(f'stage {max(order)} needs max_digits >= {stage_digits(max(order))}')
+  def __init__(self, batch_size: int, seed: int, curriculum, framing: Framing = Framing(),
+               augment: bool = True):
+    if stage_digits(max(curriculum.order)) > framing.max_digits:
+      raise ValueError(f'stage {max(curriculum.order)} needs max_digits >= '
+                       f'{stage_digits(max(curriculum.order))}')
     self.batch_size = batch_size
-    self.order = tuple(order)
-    self.current_stage = stage
+    self.curriculum = curriculum
     self.framing = framing
     self.augment = augment
-    self.review = review
     self.rng = np.random.default_rng(seed)
 
-  @property
-  def earlier_stages(self) -> Tuple[int, ...]:
-    """The stages visited before the current one."""
-    return self.order[:self.order.index(self.current_stage)]
-
   def generate_batch(self) -> Dict[str, np.ndarray]:
-    """A batch of the current stage, encoded (see `Framing.encode` for its arrays)."""
+    """A batch, encoded (see `Framing.encode` for its arrays)."""
     return self.framing.encode(*self.draw_operands())
 
   def draw_operands(self) -> Tuple[np.ndarray, np.ndarray, int]:
-    """The operands of a batch: `(a [B], b [B], digits)`, no pair held out, augmented.
-
-    With `review` > 0, that fraction of the examples comes from earlier stages of `order`
-    (each example's stage uniform over them), against forgetting the sizes already learned.
-    `digits` is the longest operand length the batch's stages allow.
-    """
-    stages = np.full(self.batch_size, self.current_stage)
-    if self.review and self.earlier_stages:
-      earlier = self.rng.random(self.batch_size) < self.review
-      stages[earlier] = self.rng.choice(self.earlier_stages, size=int(earlier.sum()))
-    low, high = np.array(self.stages)[stages - 1].T
+    """The operands of a batch: `(a [B], b [B], digits)`, no pair held out, augmented;
+    `digits` is the longest operand length the batch's stages allow."""
+    stages = self.curriculum.example_stages(self.rng, self.batch_size)
+    low, high = np.array(STAGES)[stages - 1].T
     a = self.rng.integers(low, high + 1)
     b = self.rng.integers(low, high + 1)
     a, b = without_held_out(self.rng, a, b, low, high)
@@ -290,28 +271,10 @@ class MultiplicationDataset:
     order = self.rng.permutation(len(a))
     return a[order], b[order]
 
-  def increase_difficulty(self) -> bool:
-    """Moves to the next stage of `order`; False if already at the last one."""
-    index = self.order.index(self.current_stage)
-    if index + 1 >= len(self.order):
-      return False
-    self.current_stage = self.order[index + 1]
-    return True
-
-  @staticmethod
-  def should_increase_difficulty(accuracy_history: Sequence[float], threshold: float = 0.9,
-                                 window: int = 5) -> bool:
-    """True when the mean of the last `window` accuracies is at least `threshold`."""
-    if len(accuracy_history) < window:
-      return False
-    return float(np.mean(accuracy_history[-window:])) >= threshold
-
   def get_state(self) -> str:
-    """The RNG state and stage as a JSON string (saved in checkpoints)."""
-    return json.dumps({'stage': self.current_stage, 'rng': self.rng.bit_generator.state})
+    """The RNG state as a JSON string (saved in checkpoints)."""
+    return json.dumps({'rng': self.rng.bit_generator.state})
 
   def set_state(self, state: str):
     """Restores what `get_state` returned."""
-    state = json.loads(state)
-    self.current_stage = int(state['stage'])
-    self.rng.bit_generator.state = state['rng']
+    self.rng.bit_generator.state = json.loads(state)['rng']

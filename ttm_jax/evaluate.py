@@ -2,6 +2,7 @@
 `--mode=eval` (accuracy per size on held-out problems), `--mode=predict` (answers for problems
 read from a stream) and `--mode=trace`."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data as data_lib
+from ttm_jax import dumps
 from ttm_jax import factory
 from ttm_jax import losses
 from ttm_jax import streaming
@@ -77,9 +79,8 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
                          decoded['products'][:config.eval.log_examples])]
   count = config.trace.num_examples
   if workdir and count and epoch % config.trace.every_epochs == 0:
-    trace.trace_problems(model, params, config, a[:count], b[:count],
-                         os.path.join(workdir, 'dumps'), run='train', epoch=epoch, batch=step,
-                         checkpoint=workdir)
+    trace_problems(model, params, framing, a[:count], b[:count], os.path.join(workdir, 'dumps'),
+                   run='train', epoch=epoch, batch=step, checkpoint=workdir)
   return summary
 
 
@@ -99,6 +100,48 @@ def memory_statistics(moments: np.ndarray, max_abs: float) -> Dict[str, Any]:
           'memory_mean_per_step': stats[:, 0].tolist(),
           'memory_std_per_step': stats[:, 1].tolist(),
           'memory_max_abs_per_step': stats[:, 2].tolist()}
+
+
+def model_summary(model, framing: data_lib.Framing) -> Dict[str, Any]:
+  """The sizes a viewer needs (`d`, `m`, `r`, `n`, heads, layers, memory mode), plus the
+  model's and the framing's fields."""
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+            if f.name not in ('parent', 'name')}
+  memory_mode = fields.get('memory_mode', 'none')
+  return {'d': model.hidden_size, 'm': 0 if memory_mode == 'none' else model.memory_size,
+          'r': model.process_size, 'n': framing.tokens_per_step, 'num_heads': model.num_heads,
+          'num_layers': model.num_layers, 'memory_mode': memory_mode,
+          'vocab_size': tok.VOCAB_SIZE, 'model': fields, 'task': dataclasses.asdict(framing)}
+
+
+def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
+                   dump_dir: str, run: str = '', epoch: int = 0, batch: int = 0,
+                   checkpoint: Optional[str] = None) -> List[str]:
+  """Decodes `a×b` greedily with tracing on (`trace.py`); writes one dump per problem to
+  `dump_dir`.
+
+  Returns:
+    the paths written.
+  """
+  a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+  digits = max(len(str(int(v))) for v in np.concatenate([a, b]))
+  encoded = framing.encode(a, b, digits)
+  start = framing.answer_start(digits)
+  recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
+  with trace.capture(trace.Collector(recorder)):
+    predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
+                                             start, True)
+  summary = model_summary(model, framing)
+  paths = []
+  for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),
+                                  np.asarray(predictions)):
+    product = framing.answer_to_number(predicted[start:])
+    info = {'problem': f'{x}×{y}', 'target': str(x * y),
+            'prediction': '?' if product is None else str(product),
+            'correct': product == x * y, 'num_steps': int(encoded['inputs'].shape[1]),
+            'config': summary, 'checkpoint': checkpoint}
+    paths.append(str(dumps.write_sequence(dump_dir, recorder.records(key), info)))
+  return paths
 
 
 def parse_sizes(sizes: str) -> List[Tuple[int, int, int, int]]:
@@ -219,12 +262,12 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   print(format_table(rows))
   count = config.trace.num_examples
   if count:
-    rng = np.random.default_rng(config.seed)
-    for index, (da, db) in enumerate(parse_sizes(config.eval.sizes)):
-      a, b = data_lib.sample_operands(rng, count, *data_lib.digit_range(da),
-                                      *data_lib.digit_range(db))
-      trace.trace_problems(model, params, config, a, b, os.path.join(workdir, 'dumps'),
-                           run=f'eval-{da}x{db}', epoch=index, checkpoint=workdir)
+    framing, rng = factory.make_framing(config), np.random.default_rng(config.seed)
+    for index, ranges in enumerate(parse_sizes(config.eval.sizes)):
+      a, b, _ = evaluation_problems(rng, *ranges, count)
+      trace_problems(model, params, framing, a[:count], b[:count],
+                     os.path.join(workdir, 'dumps'), run=f'eval-{row_name(*ranges)}',
+                     epoch=index, checkpoint=workdir)
   stage = meta.get('curriculum', {}).get('stage')
   name = 'eval.json' if step is None else f'eval-step{step}.json'
   with open(os.path.join(workdir, name), 'w') as f:
@@ -241,9 +284,9 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
   params, _ = ckpt.load_params(workdir, config)
-  (path,) = trace.trace_problems(factory.make_model(config), params, config, np.array([a]),
-                                 np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
-                                 checkpoint=workdir)
+  (path,) = trace_problems(factory.make_model(config), params, framing, np.array([a]),
+                           np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
+                           checkpoint=workdir)
   print(path)
   return path
 

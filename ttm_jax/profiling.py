@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ttm_jax import curriculum
 from ttm_jax import data as data_lib
 from ttm_jax import factory
 from ttm_jax import memory as mem
@@ -115,7 +116,8 @@ def analytic_train_flops(config: ml_collections.ConfigDict, batch_size: int,
 
 
 class TrainStepProgram:
-  """The jitted train step of a config, built for one batch, with its compile results.
+  """The jitted train step of a config, built for one batch (one update per call), with its
+  compile results.
 
   With a `mesh`, the step is the data-parallel one `main.py` trains with: the batch split over
   the mesh, parameters and optimizer state replicated (or sharded, `config.train.shard_params`).
@@ -133,8 +135,10 @@ class TrainStepProgram:
     if mesh is not None:
       shardings = train.state_shardings((params, state), mesh, config.train.shard_params)
       params, state = jax.device_put((params, state), shardings)
-      batch = jax.device_put(batch, NamedSharding(mesh, PartitionSpec('data')))
-    self.args = (params, state, batch)
+    batches = {k: v[None] for k, v in batch.items()}  # [1, B, ...]: one step per call.
+    if mesh is not None:
+      batches = jax.device_put(batches, NamedSharding(mesh, PartitionSpec(None, 'data')))
+    self.args = (params, state, batches)
     self.step_fn = train.make_train_step(model, tx, config.optim, shardings)
     start = time.perf_counter()
     self.compiled = self.step_fn.lower(*self.args).compile()
@@ -201,7 +205,7 @@ def profile_train_step(config: ml_collections.ConfigDict, workdir: str, num_step
   """
   framing = factory.make_framing(config)
   dataset = data_lib.MultiplicationDataset(config.train.batch_size, config.seed,
-                                           config.train.start_stage, framing)
+                                           curriculum.Curriculum.from_config(config), framing)
   batch = {k: v for k, v in dataset.generate_batch().items() if k in ('inputs', 'targets')}
   batch_size, steps = batch['inputs'].shape[:2]
   mesh = train.make_mesh()

@@ -2,13 +2,14 @@
 
 `streaming.step(..., trace=True)` calls `send` inside the compiled step; `send` issues an
 ordered `jax.debug.callback` to `receive`, which hands the step's tensors to the active
-`Collector` (see `capture`). `trace_problems` decodes problems with tracing on and writes one
-dump file per problem (`dumps.write_sequence`), the files the viewer reads.
+`Collector` (see `capture`), which turns them into dump records. `evaluate.trace_problems`
+decodes problems with tracing on and writes the dump files the viewer reads. This module sits
+below the model code: it imports nothing of ttm_jax but the dump format.
 """
 
 import contextlib
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import flax
 import jax
@@ -16,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttm_jax import dumps
-from ttm_jax import factory
 
 # Record name -> (record type, module) for the tensors `send` passes.
 KINDS = {'inputs': ('tokens', 'input'), 'memory_in': ('tensor', 'memory'),
@@ -93,44 +93,3 @@ def capture(collector: Collector):
     jax.effects_barrier()
   finally:
     _collectors.remove(collector)
-
-
-def model_summary(config) -> Dict[str, Any]:
-  """The sizes a viewer needs, plus the model config."""
-  framing = factory.make_framing(config)
-  m = config.model
-  return {'d': m.hidden_size, 'm': 0 if m.memory_mode == 'none' else m.memory_size,
-          'r': m.process_size, 'n': framing.tokens_per_step, 'num_heads': m.num_heads,
-          'num_layers': m.num_layers, 'memory_mode': m.memory_mode, 'vocab_size': 13,
-          'model': m.to_dict(), 'task': config.task.to_dict()}
-
-
-def trace_problems(model, params, config, a: np.ndarray, b: np.ndarray, dump_dir: str,
-                   run: str = '', epoch: int = 0, batch: int = 0,
-                   checkpoint: Optional[str] = None) -> List[str]:
-  """Decodes `a×b` greedily with tracing on; writes one dump per problem to `dump_dir`.
-
-  Returns:
-    the paths written.
-  """
-  from ttm_jax import streaming  # pylint: disable=g-import-not-at-top  (streaming imports us)
-  framing = factory.make_framing(config)
-  a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-  digits = max(len(str(int(v))) for v in np.concatenate([a, b]))
-  encoded = framing.encode(a, b, digits)
-  start = framing.answer_start(digits)
-  recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
-  with capture(Collector(recorder)):
-    predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
-                                             start, True)
-  summary = model_summary(config)
-  paths = []
-  for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),
-                                  np.asarray(predictions)):
-    product = framing.answer_to_number(predicted[start:])
-    info = {'problem': f'{x}×{y}', 'target': str(x * y),
-            'prediction': '?' if product is None else str(product),
-            'correct': product == x * y, 'num_steps': int(encoded['inputs'].shape[1]),
-            'config': summary, 'checkpoint': checkpoint}
-    paths.append(str(dumps.write_sequence(dump_dir, recorder.records(key), info)))
-  return paths

@@ -1,21 +1,18 @@
-"""Training over the curriculum: jitted train step on a device mesh, periodic greedy
-evaluation, promotion, early stopping, metrics, and orbax checkpoints that resume exactly.
+"""Training over the curriculum: a jitted train step on a device mesh that runs
+`train.steps_per_call` updates per call, periodic greedy evaluation, promotion (`curriculum.py`),
+metrics, and orbax checkpoints that resume exactly.
 
-One epoch is `train.steps_per_epoch` steps followed by an evaluation on fresh problems of the
-current stage. The stages come in the order of `train.stages`. Promotion: the mean of the last
-`train.window` evaluation sequence accuracies reaches `train.threshold`, or the stage has run
-`train.max_epochs_per_stage` epochs. Progress, the measure of 'best' and of early stopping, is
-(stages passed) + sequence accuracy.
+One epoch is `train.steps_per_epoch` steps followed by an evaluation on held-out problems of the
+current stage (`evaluate.evaluate_stage`). The path of one batch:
+`MultiplicationDataset.draw_operands` (stage per example from the curriculum, held-out pairs
+redrawn, operands swapped and shuffled) -> `Framing.encode` -> `draw_batches` (K batches stacked)
+-> `train_steps` (`jax.lax.scan` over them) -> `train_step` -> `loss_fn` (model, masked losses)
+-> `optax.apply_updates`. Metrics stay on the device until the epoch ends.
 """
 
-import contextlib
-import dataclasses
-import json
 import os
-import signal
-import threading
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +21,15 @@ import numpy as np
 import optax
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tensorboardX import SummaryWriter
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import hooks
 from ttm_jax import losses
 from ttm_jax import optim
-
 from ttm_jax.log import log
 
 
@@ -76,134 +73,59 @@ def init_state(model, tx, framing: data_lib.Framing, seed: int):
                   'stage_start': jnp.zeros((), jnp.int32), 'lr_scale': jnp.ones((), jnp.float32)}
 
 
+def loss_fn(model, params, batch: Dict[str, jnp.ndarray], dropout_rng):
+  """Teacher-forced loss of `batch` (`inputs [B, S, n]`, `targets [B, S]`):
+  `(loss, metrics)`, the metrics (loss parts, accuracies) as aux."""
+  logits = model.apply({'params': params}, batch['inputs'], train=True,
+                       rngs={'dropout': dropout_rng})
+  metrics = losses.metrics(logits, batch['targets'])
+  return metrics['loss'], metrics
+
+
 def make_train_step(model, tx, optim_config: ml_collections.ConfigDict, shardings=None):
-  """The jitted `train_step(params, train_state, batch)` -> `(params, train_state, metrics)`;
-  the learning rate comes from the train state (`optim.learning_rate`). `shardings`:
-  `(params, train_state)` shardings the step returns its state in (default: as XLA chooses)."""
+  """The jitted `train_steps(params, train_state, batches)` -> `(params, train_state,
+  metrics)`: one update per batch of `batches` (`inputs [K, B, S, n]`, `targets [K, B, S]`),
+  in a `jax.lax.scan`; `metrics` are `[K]` each. The learning rate comes from the train state
+  (`optim.learning_rate`). `shardings`: `(params, train_state)` shardings the step returns its
+  state in (default: as XLA chooses)."""
   schedule = optim.make_schedule(optim_config)
 
-  def train_step(params, train_state, batch):
+  def train_step(carry, batch):
+    params, train_state = carry
     rng, dropout_rng = jax.random.split(train_state['rng'])
-
-    def loss_fn(p):
-      logits = model.apply({'params': p}, batch['inputs'], train=True,
-                           rngs={'dropout': dropout_rng})
-      return losses.compute_total_loss(logits, batch['targets']), logits
-
-    (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads, metrics = jax.grad(lambda p: loss_fn(model, p, batch, dropout_rng),
+                              has_aux=True)(params)
     opt_state = train_state['opt_state']
     learning_rate = optim.learning_rate(schedule, optim_config, train_state['step'],
                                         train_state['stage_start'], train_state['lr_scale'])
     opt_state.hyperparams['learning_rate'] = learning_rate
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = losses.metrics(logits, batch['targets'])
     metrics.update(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
                    learning_rate=learning_rate)
-    return params, {**train_state, 'opt_state': opt_state, 'step': train_state['step'] + 1,
-                    'rng': rng}, metrics
+    train_state = {**train_state, 'opt_state': opt_state, 'step': train_state['step'] + 1,
+                   'rng': rng}
+    return (params, train_state), metrics
+
+  def train_steps(params, train_state, batches):
+    (params, train_state), metrics = jax.lax.scan(train_step, (params, train_state), batches)
+    return params, train_state, metrics
 
   if shardings is None:
-    return jax.jit(train_step, donate_argnums=(0, 1))
+    return jax.jit(train_steps, donate_argnums=(0, 1))
   metrics_sharding = NamedSharding(jax.tree_util.tree_leaves(shardings)[0].mesh,
                                    PartitionSpec())
-  return jax.jit(train_step, donate_argnums=(0, 1),
+  return jax.jit(train_steps, donate_argnums=(0, 1),
                  out_shardings=(*shardings, metrics_sharding))
 
 
-class MetricsWriter:
-  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`."""
-
-  def __init__(self, workdir: str):
-    self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
-
-  def write(self, step: int, split: str, metrics: Dict[str, Any]):
-    for name, value in metrics.items():
-      if isinstance(value, (int, float)):
-        self.tb.add_scalar(f'{split}/{name}', value, step)
-      elif isinstance(value, list):  # Per-step series: one scalar per entry.
-        for i, item in enumerate(value):
-          self.tb.add_scalar(f'{split}/{name}/{i}', item, step)
-    self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
-    self.jsonl.flush()
-
-  def close(self):
-    self.tb.close()
-    self.jsonl.close()
-
-
-@dataclasses.dataclass
-class Curriculum:
-  """Where training stands in the curriculum (saved as checkpoint meta)."""
-  stage: int
-  history: list = dataclasses.field(default_factory=list)  # Eval accuracies this stage.
-  epochs_in_stage: int = 0
-  best_progress: float = -1.0
-  evals_since_best: int = 0
-  stage_best: float = -1.0  # Best eval position accuracy this stage (the plateau measure)...
-  evals_since_stage_best: int = 0  # ...and evaluations since it (or since the last lr cut).
-  finished: str = ''  # Why training ended, once it has.
-  seconds: float = 0.0  # Wall-clock time of training and evaluation so far (over resumes).
-
-
-class _StopFlag:
-  """Truthy once SIGINT or SIGTERM arrived."""
-  requested = False
-
-  def __bool__(self):
-    return self.requested
-
-
-@contextlib.contextmanager
-def _stop_requests():
-  """While active, the first Ctrl-C (or SIGTERM) only sets the yielded flag, so the loop can
-  save a checkpoint at a step boundary and stop; a second Ctrl-C interrupts at once."""
-  flag = _StopFlag()
-
-  def request(signum, frame):
-    if flag.requested and signum == signal.SIGINT:
-      signal.default_int_handler(signum, frame)
-    flag.requested = True
-
-  if threading.current_thread() is not threading.main_thread():
-    yield flag
-    return
-  previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-  try:
-    yield flag
-  finally:
-    for sig, handler in previous.items():
-      signal.signal(sig, handler)
-
-
-class StepProfiler:
-  """Takes a `jax.profiler` trace of train steps `first_step .. first_step + num_steps - 1`
-  (counted from 0) into `directory`; `num_steps=0` never traces."""
-
-  def __init__(self, first_step: int, num_steps: int, directory: str):
-    self.first, self.last, self.directory = first_step, first_step + num_steps, directory
-    self.active = False
-
-  def before(self, step: int):
-    """Call before running train step `step`."""
-    if self.first == step < self.last:
-      jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
-      self.active = True
-
-  def after(self, step: int, outputs):
-    """Call after `step` steps have run, with the last step's outputs."""
-    if self.active and step >= self.last:
-      self.stop(outputs)
-
-  def stop(self, outputs=None):
-    """Ends an active trace (once `outputs` are computed)."""
-    if self.active:
-      jax.block_until_ready(outputs)
-      jax.profiler.stop_trace()
-      self.active = False
-      log.info('profile of steps %d..%d written to %s', self.first, self.last - 1,
-               self.directory)
+def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[str, np.ndarray]:
+  """`count` batches, encoded once at the longest operand length among them:
+  `inputs [count, B, S, n]`, `targets [count, B, S]`."""
+  drawn = [dataset.draw_operands() for _ in range(count)]
+  digits = max(d for _, _, d in drawn)
+  encoded = [dataset.framing.encode(a, b, digits) for a, b, _ in drawn]
+  return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets')}
 
 
 def _tree_is_finite(tree) -> bool:
@@ -215,25 +137,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   framing = factory.make_framing(config)
   model = factory.make_model(config)
   tc = config.train
-  order = stage_order(tc)
+  curriculum = curriculum_lib.Curriculum.from_config(config)
   mesh = make_mesh()
   if tc.batch_size % mesh.size:
     raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
                               f'the {mesh.size} devices')
-  sharded = NamedSharding(mesh, PartitionSpec('data'))
+  batch_sharding = NamedSharding(mesh, PartitionSpec(None, 'data'))  # [K, B, ...]: B split.
 
   tx = optim.make_optimizer(config.optim)
   params, train_state = init_state(model, tx, framing, config.seed)
-  dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, tc.start_stage, framing,
-                                           tc.augment, tc.review, order)
-  curriculum = Curriculum(stage=tc.start_stage)
-
+  dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, curriculum, framing,
+                                           tc.augment)
   checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
   restored = checkpoints.restore_latest(params, train_state, config)
   if restored is not None:
     params, train_state, meta = restored
     dataset.set_state(meta['data_state'])
-    curriculum = Curriculum(**meta['curriculum'])
+    curriculum.restore(meta['curriculum'])
     log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
@@ -241,56 +161,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   ckpt.write_config(workdir, config)
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
-  train_step = make_train_step(model, tx, config.optim, shardings)
-  writer = MetricsWriter(workdir)
-  profiler = StepProfiler(config.profile.first_step, config.profile.num_steps,
-                          os.path.join(workdir, 'profile'))
-
+  train_steps = make_train_step(model, tx, config.optim, shardings)
+  writer = hooks.MetricsWriter(workdir)
+  profiler = hooks.StepProfiler(config.profile.first_step, config.profile.num_steps,
+                                os.path.join(workdir, 'profile'))
   step = int(train_state['step'])
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
                   dynamic_ncols=True, disable=None)
+
+  def check_finite(epoch_metrics):
+    loss = np.asarray(epoch_metrics['loss'])
+    if not np.all(np.isfinite(loss)):
+      bad = step - len(loss) + int(np.argmin(np.isfinite(loss))) + 1
+      raise TrainingError(f'non-finite loss ({loss[~np.isfinite(loss)][0]}) at step {bad}, stage '
+                          f'{curriculum.stage}; nothing was saved from this epoch. Try '
+                          'a lower config.optim.peak_lr or config.optim.clip_norm')
 
   def save(is_best: bool):
     if not _tree_is_finite(params):
       raise TrainingError(f'non-finite parameters at step {step}; not saved')
     checkpoints.save(step, params, train_state, {
-        'curriculum': dataclasses.asdict(curriculum), 'data_state': dataset.get_state(),
+        'curriculum': curriculum.state(), 'data_state': dataset.get_state(),
         'config': ckpt.config_sections(config)}, is_best)
 
-  with _stop_requests() as stop:
+  with hooks.stop_requests() as stop:
     try:
       while step < tc.num_steps and not curriculum.finished:
-        epoch_metrics = []
-        epoch_start = time.perf_counter()
+        calls, epoch_start = [], time.perf_counter()
         # A run resumed mid-epoch (after Ctrl-C) finishes that epoch, so evaluations fall on
         # the same steps as in an uninterrupted run.
-        for _ in range(min(tc.steps_per_epoch - step % tc.steps_per_epoch, tc.num_steps - step)):
-          batch = dataset.generate_batch()
-          batch = jax.device_put({'inputs': batch['inputs'], 'targets': batch['targets']},
-                                 sharded)
-          profiler.before(step)
-          params, train_state, metrics = train_step(params, train_state, batch)
-          profiler.after(step + 1, metrics)
-          metrics = {k: float(v) for k, v in metrics.items()}
-          step += 1
-          if not np.isfinite(metrics['loss']):
-            raise TrainingError(f'non-finite loss ({metrics["loss"]}) at step {step}, stage '
-                                f'{curriculum.stage}; nothing was saved from this epoch. Try '
-                                'a lower config.optim.peak_lr or config.optim.clip_norm')
-          epoch_metrics.append(metrics)
-          bar.update(1)
-          bar.set_postfix(loss=f'{metrics["loss"]:.3f}',
-                          acc=f'{metrics["sequence_accuracy"]:.2f}', refresh=False)
+        epoch_end = min(step - step % tc.steps_per_epoch + tc.steps_per_epoch, tc.num_steps)
+        while step < epoch_end:
+          count = min(tc.steps_per_call, epoch_end - step)
+          batches = jax.device_put(draw_batches(dataset, count), batch_sharding)
+          profiler.before(step, count)
+          params, train_state, metrics = train_steps(params, train_state, batches)
+          step += count
+          profiler.after(step, metrics)
+          calls.append(metrics)
+          bar.update(count)
           if stop:
+            check_finite(jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m),
+                                                               *calls)))
             save(is_best=False)
             bar.write(f'stopping: saved step {step}')
             raise KeyboardInterrupt
+        epoch_metrics = jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m),
+                                                              *calls))
+        check_finite(epoch_metrics)
         seconds = time.perf_counter() - epoch_start
-        train_summary = {k: float(np.mean([m[k] for m in epoch_metrics]))
-                         for k in epoch_metrics[0]}
-        train_summary.update(stage=curriculum.stage,
-                             examples_per_second=len(epoch_metrics) * tc.batch_size / seconds)
+        train_summary = {k: float(np.mean(v)) for k, v in epoch_metrics.items()}
+        train_summary.update(stage=curriculum.stage, examples_per_second=len(
+            epoch_metrics['loss']) * tc.batch_size / seconds)
         writer.write(step, 'train', train_summary)
+        bar.set_postfix(loss=f'{train_summary["loss"]:.3f}', refresh=False)
 
         eval_summary = evaluate.evaluate_stage(model, params, framing, config, curriculum.stage,
                                                step, workdir, step // tc.steps_per_epoch)
@@ -300,11 +224,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         bar.write(f'step {step} stage {curriculum.stage}: train loss '
                   f'{train_summary["loss"]:.4f}, eval exact match '
                   f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} held-out '
-                  f'problems), lr {train_summary["learning_rate"]:.2e}, {train_summary["examples_per_second"]:.0f} examples/s')
+                  f'problems), lr {train_summary["learning_rate"]:.2e}, '
+                  f'{train_summary["examples_per_second"]:.0f} examples/s')
         for line in eval_summary['examples']:
           bar.write(f'  {line}')
-        changes = _advance(curriculum, eval_summary, step, float(train_state['lr_scale']),
-                           dataset, config)
+        changes = curriculum.advance(eval_summary, step, float(train_state['lr_scale']), config)
         for name, value in changes.items():  # Read by the jitted step from now on.
           train_state[name] = jax.device_put(jnp.asarray(value, train_state[name].dtype),
                                              train_state[name].sharding)
@@ -323,78 +247,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
              'best_progress': curriculum.best_progress}
   log.info('training ended: %s', summary)
   return summary
-
-
-def stage_order(tc: ml_collections.ConfigDict) -> Tuple[int, ...]:
-  """The curriculum's stage order from `config.train.stages`, checked against `start_stage`
-  and `last_stage`."""
-  try:
-    order = tuple(int(stage) for stage in str(tc.stages).split(','))
-  except ValueError:
-    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: expected stage numbers '
-                              'separated by commas, e.g. "1,2,5"') from None
-  try:
-    data_lib.check_stage_order(order)
-  except ValueError as e:
-    raise factory.ConfigError(f'config.train.stages={tc.stages!r}: {e}') from None
-  for name in ('start_stage', 'last_stage'):
-    if tc[name] not in order:
-      raise factory.ConfigError(f'config.train.{name}={tc[name]} is not in config.train.stages'
-                                f'={tc.stages!r}')
-  if order.index(tc.start_stage) > order.index(tc.last_stage):
-    raise factory.ConfigError(f'config.train.start_stage={tc.start_stage} comes after '
-                              f'config.train.last_stage={tc.last_stage} in {tc.stages!r}')
-  return order
-
-
-def progress(order: Tuple[int, ...], stage: int, accuracy: float) -> float:
-  """Curriculum progress: the stages of `order` passed before `stage`, plus `accuracy` on it."""
-  return order.index(stage) + accuracy
-
-
-def _advance(curriculum: Curriculum, summary: Dict[str, float], step: int, lr_scale: float,
-             dataset: data_lib.MultiplicationDataset,
-             config: ml_collections.ConfigDict) -> Dict[str, Any]:
-  """Updates the curriculum after an evaluation (`summary`: its sequence and position
-  accuracy): best/patience, promotion, the learning-rate plateau.
-
-  Returns:
-    the train-state scalars to change (`stage_start`, `lr_scale`; `optim.py`), if any.
-  """
-  tc, oc = config.train, config.optim
-  accuracy = summary['sequence_accuracy']
-  curriculum.history.append(accuracy)
-  curriculum.epochs_in_stage += 1
-  reached = progress(dataset.order, curriculum.stage, accuracy)
-  if reached > curriculum.best_progress:
-    curriculum.best_progress, curriculum.evals_since_best = reached, 0
-  else:
-    curriculum.evals_since_best += 1
-  if summary['position_accuracy'] > curriculum.stage_best:
-    curriculum.stage_best, curriculum.evals_since_stage_best = summary['position_accuracy'], 0
-  else:
-    curriculum.evals_since_stage_best += 1
-  last = curriculum.stage == tc.last_stage or dataset.order[-1] == curriculum.stage
-  threshold = tc.final_threshold if last else tc.threshold
-  if (dataset.should_increase_difficulty(curriculum.history, threshold, tc.window)
-      or curriculum.epochs_in_stage >= tc.max_epochs_per_stage):
-    if last:
-      curriculum.finished = f'passed stage {curriculum.stage}'
-      return {}
-    dataset.increase_difficulty()
-    curriculum.stage = dataset.current_stage
-    curriculum.history, curriculum.epochs_in_stage = [], 0
-    curriculum.stage_best, curriculum.evals_since_stage_best = -1.0, 0
-    log.info('promoted to stage %d at step %d', curriculum.stage, step)
-    return {'stage_start': step, 'lr_scale': 1.0} if oc.restart_per_stage else {}
-  if curriculum.evals_since_best >= tc.patience:
-    curriculum.finished = (f'early stopping: no improvement in {tc.patience} evaluations '
-                           f'(stage {curriculum.stage})')
-  elif (curriculum.evals_since_stage_best >= oc.plateau_patience
-        and lr_scale > optim.min_lr_scale(oc)):
-    curriculum.evals_since_stage_best = 0
-    new_scale = max(lr_scale * oc.plateau_factor, optim.min_lr_scale(oc))
-    log.info('stage %d plateaued: learning-rate scale %.4g -> %.4g at step %d',
-             curriculum.stage, lr_scale, new_scale, step)
-    return {'lr_scale': new_scale}
-  return {}

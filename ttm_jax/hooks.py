@@ -1,0 +1,95 @@
+"""What the training loop does besides training: metrics to TensorBoard and JSON lines,
+stopping cleanly on Ctrl-C / SIGTERM, and profiling chosen train steps."""
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from typing import Any, Dict
+
+import jax
+from tensorboardX import SummaryWriter
+
+from ttm_jax.log import log
+
+
+class MetricsWriter:
+  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`."""
+
+  def __init__(self, workdir: str):
+    self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
+    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+  def write(self, step: int, split: str, metrics: Dict[str, Any]):
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)):
+        self.tb.add_scalar(f'{split}/{name}', value, step)
+      elif isinstance(value, list):  # Per-step series: one scalar per entry.
+        for i, item in enumerate(value):
+          self.tb.add_scalar(f'{split}/{name}/{i}', item, step)
+    self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+    self.jsonl.flush()
+
+  def close(self):
+    self.tb.close()
+    self.jsonl.close()
+
+
+class StopFlag:
+  """Truthy once SIGINT or SIGTERM arrived."""
+  requested = False
+
+  def __bool__(self):
+    return self.requested
+
+
+@contextlib.contextmanager
+def stop_requests():
+  """While active, the first Ctrl-C (or SIGTERM) only sets the yielded flag, so the loop can
+  save a checkpoint at a step boundary and stop; a second Ctrl-C interrupts at once."""
+  flag = StopFlag()
+
+  def request(signum, frame):
+    if flag.requested and signum == signal.SIGINT:
+      signal.default_int_handler(signum, frame)
+    flag.requested = True
+
+  if threading.current_thread() is not threading.main_thread():
+    yield flag
+    return
+  previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield flag
+  finally:
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
+
+
+class StepProfiler:
+  """Takes a `jax.profiler` trace of the train calls that run steps `first_step ..
+  first_step + num_steps - 1` (counted from 0) into `directory`; `num_steps=0` never traces."""
+
+  def __init__(self, first_step: int, num_steps: int, directory: str):
+    self.first, self.last, self.directory = first_step, first_step + num_steps, directory
+    self.active = False
+
+  def before(self, step: int, count: int = 1):
+    """Call before running the `count` train steps from `step`."""
+    if step <= self.first < step + count and self.first < self.last:
+      jax.profiler.start_trace(self.directory, create_perfetto_trace=True)
+      self.active = True
+
+  def after(self, step: int, outputs):
+    """Call after `step` steps have run, with the last step's outputs."""
+    if self.active and step >= self.last:
+      self.stop(outputs)
+
+  def stop(self, outputs=None):
+    """Ends an active trace (once `outputs` are computed)."""
+    if self.active:
+      jax.block_until_ready(outputs)
+      jax.profiler.stop_trace()
+      self.active = False
+      log.info('profile of steps %d..%d written to %s', self.first, self.last - 1,
+               self.directory)
