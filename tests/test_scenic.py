@@ -21,6 +21,7 @@ import pytest
 
 from ttm_jax import MultiplicationTTM
 from ttm_jax import TokenTuringMachineEncoder
+from ttm_jax import TokenTuringMachineSimpleUnit
 from ttm_jax import TokenTuringMachineUnit
 from ttm_jax import model as model_lib
 from ttm_jax import scenic
@@ -119,6 +120,23 @@ def test_unit_computes_what_scenic_computes(scenic_ttm, mode, unit):
       np.testing.assert_array_equal(_flat(back)[path], 0.0)
     else:
       np.testing.assert_array_equal(_flat(back)[path], value, err_msg=path)
+
+
+@pytest.mark.parametrize('unit', UNITS)
+def test_simple_unit_with_scenics_split_computes_what_scenic_computes(scenic_ttm, unit):
+  theirs = scenic_ttm.TokenTuringMachineSimpleUnit(processing_unit=unit, **UNIT)
+  ours = TokenTuringMachineSimpleUnit(processing_unit=unit, scenic_split=True, **UNIT)
+  memory, inputs = _normal(1, 2, UNIT['memory_size'], DIM), _normal(2, 2, TOKENS, DIM)
+  scenic_params = theirs.init(jax.random.PRNGKey(0), memory, inputs)['params']
+  like = jax.eval_shape(ours.init, jax.random.PRNGKey(0), memory, inputs)['params']
+  params = scenic.from_scenic(scenic_params, like)
+  expected = _run(theirs, scenic_params, memory, inputs)
+  for train, got in zip((False, True), _run(ours, params, memory, inputs)):
+    MAX_DIFFERENCES['simple unit', '-', unit, train] = _max_difference(got, expected[train])
+  assert max(MAX_DIFFERENCES['simple unit', '-', unit, train] for train in (False, True)
+             ) <= TOLERANCE
+  jax.tree_util.tree_map(np.testing.assert_array_equal,
+                         scenic.to_scenic(params, like=scenic_params), scenic_params)
 
 
 @pytest.mark.parametrize('scan', [True, False], ids=['scan', 'loop'])

@@ -32,7 +32,7 @@ def test_scenic_attribute_names_and_defaults():
       num_layers=1, mlp_dim=512, num_heads=12, use_positional_embedding=False, dropout_rate=0.0)
   assert _defaults(TokenTuringMachineSimpleUnit) == dict(
       process_size=16, memory_size=96, processing_unit='transformer', num_layers=1,
-      mlp_dim=512, num_heads=12, dropout_rate=0.0)
+      mlp_dim=512, num_heads=12, dropout_rate=0.0, scenic_split=False)
   encoder = _defaults(TokenTuringMachineEncoder)
   assert {k: encoder[k] for k in ('process_size', 'memory_size', 'memory_mode',
                                   'processing_unit', 'num_layers', 'dropout_rate')} == dict(

@@ -11,8 +11,10 @@ and `ttm.TokenTuringMachineEncoder` compute what Scenic's modules compute (`docs
 Both directions take the `params` collection of a unit (Scenic's `TokenTuringMachineUnit`, or
 ours) or of an encoder (Scenic's `TokenTuringMachineEncoder`, whose unit is `unit_function`;
 ours, whose unit is `unit`), for the memory modes 'TL', 'TL-MHA' and 'TL-AddErase' (or
-'TL-AddErase-NTM', which has the same parameters) and every processing unit. The memory mode,
-processing unit, number of layers and position embeddings are read from the tree itself.
+'TL-AddErase-NTM', which has the same parameters) and every processing unit, or of the
+simplified unit (`TokenTuringMachineSimpleUnit`; ours computes Scenic's with
+`scenic_split=True`). The memory mode, processing unit, number of layers and position
+embeddings are read from the tree itself.
 Pass `like` (a parameter tree of the target module, e.g. from `jax.eval_shape` of its `init`)
 to check that the result fits it, name for name and shape for shape.
 """
@@ -113,35 +115,45 @@ def _unit_pairs(summarizer: str, erase_add: bool, processing: str, num_layers: i
                              'write/summarize')
 
 
+def _simple_unit_pairs(processing: str, num_layers: int) -> List[Tuple[str, str]]:
+  """The pairs for the simplified unit: a TokenLearner over the inputs, the processing unit."""
+  return _token_learner('TokenLearnerModuleV11_0', 'summarize') + _processing(processing,
+                                                                            num_layers)
+
+
 def _count(names, prefix: str) -> int:
   return sum(1 for name in names if name.startswith(prefix))
 
 
 def _scenic_unit_pairs(tree) -> List[Tuple[str, Optional[str]]]:
   """The pairs for a Scenic unit tree, its structure read from the tree."""
-  summarizer = 'mha' if 'TokenLearnerMHA_0' in tree else 'mlp'
   if 'Encoder_0' in tree:
-    processing, num_layers = 'transformer', _count(tree['Encoder_0'], 'encoderblock_')
+    processing = 'transformer', _count(tree['Encoder_0'], 'encoderblock_')
   elif 'MixerBlock_0' in tree:
-    processing, num_layers = 'mixer', _count(tree, 'MixerBlock_')
+    processing = 'mixer', _count(tree, 'MixerBlock_')
   else:
-    processing, num_layers = 'mlp', _count(tree, 'MlpBlock_')
-  return _unit_pairs(summarizer, 'TokenAddEraseWrite_0' in tree, processing, num_layers,
+    processing = 'mlp', _count(tree, 'MlpBlock_')
+  if not {'read_pos_embed', 'TokenLearnerMHA_0', 'TokenLearnerModuleV11_1',
+          'TokenAddEraseWrite_0'} & set(tree):  # No memory read or write: the simplified unit.
+    return _simple_unit_pairs(*processing)
+  summarizer = 'mha' if 'TokenLearnerMHA_0' in tree else 'mlp'
+  return _unit_pairs(summarizer, 'TokenAddEraseWrite_0' in tree, *processing,
                      'read_pos_embed' in tree)
 
 
 def _port_unit_pairs(tree) -> List[Tuple[str, Optional[str]]]:
   """The pairs for one of our unit trees, its structure read from the tree."""
   read, process, write = (tree.get(part, {}) for part in ('read', 'process', 'write'))
-  summarizer = 'mha' if 'queries' in read.get('summarize', {}) else 'mlp'
   if 'pos_embed' in process:
-    processing, num_layers = 'transformer', _count(process, 'block_')
+    processing = 'transformer', _count(process, 'block_')
   elif 'block_0' in process:
-    processing, num_layers = 'mixer', _count(process, 'block_')
+    processing = 'mixer', _count(process, 'block_')
   else:
-    processing, num_layers = 'mlp', _count(process, 'mlp_')
-  return _unit_pairs(summarizer, 'erase_add' in write, processing, num_layers,
-                     'read_pos_embed' in read)
+    processing = 'mlp', _count(process, 'mlp_')
+  if 'summarize' in tree:
+    return _simple_unit_pairs(*processing)
+  summarizer = 'mha' if 'queries' in read.get('summarize', {}) else 'mlp'
+  return _unit_pairs(summarizer, 'erase_add' in write, *processing, 'read_pos_embed' in read)
 
 
 def _flatten(tree) -> Dict[str, object]:

@@ -15,7 +15,8 @@ from Scenic, all deliberate (`docs/scenic.md` has the full list):
   'fifo' (concatenation write), 'TL-AddErase-NTM' (the NTM's erase/add write), and
   `memory_init='learned'` (a learnable initial memory, normal with stddev 0.01, besides
   Scenic's zeros);
-* the simplified unit keeps each processed position's role (below).
+* the simplified unit keeps each processed position's role (`scenic_split=True`: Scenic's
+  split).
 """
 
 from typing import Tuple
@@ -94,9 +95,10 @@ class TokenTuringMachineSimpleUnit(nn.Module):
   The inputs are summarized to `process_size` tokens, `[memory; summary]` is processed, and
   the processed memory positions become the new memory, the processed summary positions the
   outputs. (Scenic slices the first `process_size` processed tokens as outputs and the rest as
-  memory, which mixes memory and input positions; we keep each position's role.)
+  memory, which mixes memory and input positions; `scenic_split=True` does that.)
 
-  Attributes: as in TokenTuringMachineUnit (no memory_mode).
+  Attributes: as in TokenTuringMachineUnit (no memory_mode), plus
+    scenic_split: Scenic's split of the processed tokens instead of ours.
   """
   process_size: int = 16
   memory_size: int = 96
@@ -105,6 +107,7 @@ class TokenTuringMachineSimpleUnit(nn.Module):
   mlp_dim: int = 512
   num_heads: int = 12
   dropout_rate: float = 0.0
+  scenic_split: bool = False
 
   @nn.compact
   def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
@@ -116,6 +119,8 @@ class TokenTuringMachineSimpleUnit(nn.Module):
     tokens = processing.make_processing_unit(
         self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
         self.dropout_rate, name='process')(tokens, train)
+    if self.scenic_split:
+      return tokens[:, self.process_size:], tokens[:, :self.process_size]
     memory_size = memory.shape[1]
     return tokens[:, :memory_size], tokens[:, memory_size:]
 
