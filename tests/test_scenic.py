@@ -97,22 +97,32 @@ def _flat(tree):
       dict(tree)).items()}
 
 
+def _assert_parity(key, theirs, ours, *args, compiled=False):
+  """Initializes Scenic's module `theirs`, converts its parameters for `ours`, runs both
+  (train False and True) and records the largest difference under `key + (train,)`.
+
+  Returns:
+    `(Scenic's parameters, ours, Scenic's result with train=False)`.
+  """
+  scenic_params = theirs.init(jax.random.PRNGKey(0), *args)['params']
+  like = jax.eval_shape(ours.init, jax.random.PRNGKey(0), *args)['params']
+  params = scenic.from_scenic(scenic_params, like)
+  expected = _run(theirs, scenic_params, *args, compiled=compiled)
+  for train, got in zip((False, True), _run(ours, params, *args, compiled=compiled)):
+    MAX_DIFFERENCES[key + (train,)] = _max_difference(got, expected[train])
+  assert max(MAX_DIFFERENCES[key + (train,)] for train in (False, True)) <= TOLERANCE
+  return scenic_params, params, expected[0]
+
+
 @pytest.mark.parametrize('unit', UNITS)
 @pytest.mark.parametrize('mode', MODES)
 def test_unit_computes_what_scenic_computes(scenic_ttm, mode, unit):
   config = dict(memory_mode=mode, processing_unit=unit, use_positional_embedding=True, **UNIT)
-  theirs = scenic_ttm.TokenTuringMachineUnit(**config)
-  ours = TokenTuringMachineUnit(**config)
   memory, inputs = _normal(1, 2, UNIT['memory_size'], DIM), _normal(2, 2, TOKENS, DIM)
-  scenic_params = theirs.init(jax.random.PRNGKey(0), memory, inputs)['params']
-  like = jax.eval_shape(ours.init, jax.random.PRNGKey(0), memory, inputs)['params']
-  params = scenic.from_scenic(scenic_params, like)
-  expected = _run(theirs, scenic_params, memory, inputs)
-  for train, got in zip((False, True), _run(ours, params, memory, inputs)):
-    MAX_DIFFERENCES['unit', mode, unit, train] = _max_difference(got, expected[train])
-  assert max(MAX_DIFFERENCES['unit', mode, unit, train] for train in (False, True)
-             ) <= TOLERANCE
-  assert float(jnp.abs(expected[0][0] - memory).max()) > 0.1  # The memory was rewritten.
+  scenic_params, params, (new_memory, _) = _assert_parity(
+      ('unit', mode, unit), scenic_ttm.TokenTuringMachineUnit(**config),
+      TokenTuringMachineUnit(**config), memory, inputs)
+  assert float(jnp.abs(new_memory - memory).max()) > 0.1  # The memory was rewritten.
 
   back = scenic.to_scenic(params, like=scenic_params)
   for path, value in _flat(scenic_params).items():
@@ -124,17 +134,12 @@ def test_unit_computes_what_scenic_computes(scenic_ttm, mode, unit):
 
 @pytest.mark.parametrize('unit', UNITS)
 def test_simple_unit_with_scenics_split_computes_what_scenic_computes(scenic_ttm, unit):
-  theirs = scenic_ttm.TokenTuringMachineSimpleUnit(processing_unit=unit, **UNIT)
-  ours = TokenTuringMachineSimpleUnit(processing_unit=unit, scenic_split=True, **UNIT)
   memory, inputs = _normal(1, 2, UNIT['memory_size'], DIM), _normal(2, 2, TOKENS, DIM)
-  scenic_params = theirs.init(jax.random.PRNGKey(0), memory, inputs)['params']
-  like = jax.eval_shape(ours.init, jax.random.PRNGKey(0), memory, inputs)['params']
-  params = scenic.from_scenic(scenic_params, like)
-  expected = _run(theirs, scenic_params, memory, inputs)
-  for train, got in zip((False, True), _run(ours, params, memory, inputs)):
-    MAX_DIFFERENCES['simple unit', '-', unit, train] = _max_difference(got, expected[train])
-  assert max(MAX_DIFFERENCES['simple unit', '-', unit, train] for train in (False, True)
-             ) <= TOLERANCE
+  scenic_params, params, _ = _assert_parity(
+      ('simple unit', '-', unit),
+      scenic_ttm.TokenTuringMachineSimpleUnit(processing_unit=unit, **UNIT),
+      TokenTuringMachineSimpleUnit(processing_unit=unit, scenic_split=True, **UNIT),
+      memory, inputs)
   jax.tree_util.tree_map(np.testing.assert_array_equal,
                          scenic.to_scenic(params, like=scenic_params), scenic_params)
 
@@ -143,20 +148,13 @@ def test_simple_unit_with_scenics_split_computes_what_scenic_computes(scenic_ttm
 @pytest.mark.parametrize('unit', UNITS)
 @pytest.mark.parametrize('mode', MODES)
 def test_encoder_computes_what_scenic_computes(scenic_ttm, mode, unit, scan):
-  theirs = scenic_ttm.TokenTuringMachineEncoder(memory_mode=mode, processing_unit=unit,
-                                                **ENCODER)
-  ours = TokenTuringMachineEncoder(memory_mode=mode, processing_unit=unit, scan=scan,
-                                   **ENCODER, **SCENIC_UNIT_DEFAULTS)
-  inputs = _normal(4, 2, STEPS, TOKENS, DIM)
-  scenic_params = theirs.init(jax.random.PRNGKey(0), inputs)['params']
-  like = jax.eval_shape(ours.init, jax.random.PRNGKey(0), inputs)['params']
-  params = scenic.from_scenic(scenic_params, like)
-  expected = _run(theirs, scenic_params, inputs, compiled=scan)
-  module = 'encoder (scan)' if scan else 'encoder (loop)'
-  for train, got in zip((False, True), _run(ours, params, inputs, compiled=scan)):
-    MAX_DIFFERENCES[module, mode, unit, train] = _max_difference(got, expected[train])
-  assert max(MAX_DIFFERENCES[module, mode, unit, train] for train in (False, True)
-             ) <= TOLERANCE
+  _assert_parity(
+      ('encoder (scan)' if scan else 'encoder (loop)', mode, unit),
+      scenic_ttm.TokenTuringMachineEncoder(memory_mode=mode, processing_unit=unit,
+                                           **ENCODER),
+      TokenTuringMachineEncoder(memory_mode=mode, processing_unit=unit, scan=scan,
+                                **ENCODER, **SCENIC_UNIT_DEFAULTS),
+      _normal(4, 2, STEPS, TOKENS, DIM), compiled=scan)
 
 
 def test_scenic_parameters_run_in_the_streaming_api(scenic_ttm):
