@@ -27,6 +27,9 @@ from ttm_jax import model as model_lib
 from ttm_jax import scenic
 from ttm_jax import streaming
 
+# Scenic's TokenLearnerMHA still passes `inputs_kv`, which Flax deprecates.
+pytestmark = pytest.mark.filterwarnings('ignore:The inputs_kv arg:DeprecationWarning')
+
 REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'scenic'
 MODES = ('TL', 'TL-MHA', 'TL-AddErase')
 UNITS = ('transformer', 'mixer', 'mlp')
