@@ -17,10 +17,9 @@ def config_with(**train_overrides):
   return config
 
 
-def _evaluated(accuracy, position_accuracy=None):
-  """An evaluation summary as `advance` reads it."""
-  return {'sequence_accuracy': accuracy,
-          'position_accuracy': accuracy if position_accuracy is None else position_accuracy}
+def _evaluated(accuracy, train_loss=1.0):
+  """An evaluation summary as `advance` reads it (with the epoch's training loss)."""
+  return {'sequence_accuracy': accuracy, 'position_accuracy': accuracy, 'train_loss': train_loss}
 
 
 def test_promotion_after_the_window_and_forced_promotion():
@@ -35,6 +34,9 @@ def test_promotion_after_the_window_and_forced_promotion():
   for i in range(8):
     curriculum.advance(_evaluated(0.1), 70 + i, 1.0, config)
   assert curriculum.stage == 3  # Forced after max_epochs_per_stage.
+  for i in range(20):  # ...but the last stage ends only when passed.
+    curriculum.advance(_evaluated(0.1), 80 + i, 1.0, config)
+  assert curriculum.stage == 3 and not curriculum.finished
 
 
 def test_without_restart_per_stage_promotion_keeps_the_schedule():
@@ -47,19 +49,21 @@ def test_without_restart_per_stage_promotion_keeps_the_schedule():
 
 def test_plateau_halves_the_rate_down_to_the_floor_and_restarts_with_the_stage():
   config = config_with(window=100, patience=1000)
-  config.optim.update(plateau_patience=3, plateau_factor=0.5, peak_lr=1e-3, end_lr=3e-4)
+  config.optim.update(plateau_patience=3, plateau_factor=0.5, plateau_min_improvement=0.1,
+                      peak_lr=1e-3, end_lr=3e-4)
   curriculum = Curriculum((1, 2))
   scale, cuts = 1.0, []
-  for step, position in enumerate([0.5, 0.6, 0.6, 0.55, 0.59, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6,
-                                   0.6, 0.6, 0.6, 0.6, 0.6]):
-    changes = curriculum.advance(_evaluated(0.0, position), step, scale, config)
+  # 0.8 and 0.65 are less than 10% under the best before them (0.85 and 0.7): no improvement.
+  for step, loss in enumerate([1.0, 0.85, 0.8, 0.8, 0.8, 0.7, 0.65, 0.66, 0.7, 0.65, 0.64,
+                               0.64, 0.64, 0.64, 0.64, 0.64]):
+    changes = curriculum.advance(_evaluated(0.0, loss), step, scale, config)
     if changes:
       scale = changes['lr_scale']
       cuts.append((step, scale))
   # New bests at 0, 1, 5; cuts 3 evaluations after the last best or cut; floor 0.3.
   assert cuts == [(4, 0.5), (8, pytest.approx(0.3))]
-  changes = curriculum.advance(_evaluated(1.0, 1.0), 99, scale, config_with(window=1))
-  assert changes == {'stage_start': 99, 'lr_scale': 1.0} and curriculum.stage_best == -1.0
+  changes = curriculum.advance(_evaluated(1.0), 99, scale, config_with(window=1))
+  assert changes == {'stage_start': 99, 'lr_scale': 1.0} and curriculum.stage_best_loss == -1.0
 
 
 def test_last_stage_finishes_at_the_final_threshold():

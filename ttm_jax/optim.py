@@ -4,8 +4,8 @@ learning-rate policy.
 The learning rate of a step is `schedule(step - stage_start) * lr_scale`, computed inside the
 jitted train step from two scalars of the train state: `stage_start`, the step the schedule
 counts from (the current stage's first step with `restart_per_stage`, else 0), and `lr_scale`,
-which the curriculum multiplies by `plateau_factor` when the stage's evaluations stop improving
-(`plateau_patience` evaluations without a new best) and sets back to 1 at each new stage.
+which the curriculum multiplies by `plateau_factor` when the stage's training loss stops
+improving (`curriculum.py`) and sets back to 1 at each new stage.
 The schedule: linear warmup to `peak_lr`, then cosine to `end_lr` over `decay_steps` (0: stay
 at `peak_lr`); `lr_scale` never takes the rate below `end_lr`.
 """

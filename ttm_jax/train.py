@@ -228,7 +228,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                   f'{train_summary["examples_per_second"]:.0f} examples/s')
         for line in eval_summary['examples']:
           bar.write(f'  {line}')
-        changes = curriculum.advance(eval_summary, step, float(train_state['lr_scale']), config)
+        changes = curriculum.advance(dict(eval_summary, train_loss=train_summary['loss']), step,
+                                     float(train_state['lr_scale']), config)
         for name, value in changes.items():  # Read by the jitted step from now on.
           train_state[name] = jax.device_put(jnp.asarray(value, train_state[name].dtype),
                                              train_state[name].sharding)
