@@ -183,6 +183,33 @@ def test_timeline_step_redraws_with_a_partial_value_write(dump_dir, open_app):
   assert (app.timeline.sequence, app.current_step) == (1, 0)  # 123×45 has 5 steps.
 
 
+def test_one_example_dump_first_frame_frames_the_scene_and_counts_from_one(tmp_path,
+                                                                          open_app,
+                                                                          monkeypatch):
+  """What `--mode=trace --problem=...` writes (one example): every voxel inside the 3D
+  view and filling most of it; the timeline reads 'example 1 / 1', never '0 / 0'."""
+  dumps.write_sequence(tmp_path / 'dumps', *dumps.synthetic_sequence(
+      '92×98', d=64, m=16, r=8, n=13, heads=4, layers=4))
+  shown = []
+  for name in ('text', 'slider_int'):
+    original = getattr(app_lib.imgui, name)
+
+    def record(*args, _original=original, **kwargs):
+      shown.extend(str(a) for a in args if isinstance(a, str))
+      return _original(*args, **kwargs)
+    monkeypatch.setattr(app_lib.imgui, name, record)
+  app = open_app(tmp_path / 'dumps')
+  frames(app, 3)
+  assert 'example 1 / 1' in shown and '%d / 5' in shown  # One example; its 5 steps.
+  assert not any(text.endswith(' / 0') for text in shown)  # Nor the slider's '%d / 0'.
+  x, y, w, h = app.view_rect
+  screen, in_front = picking.project(np.concatenate(app.boxes), app.view_projection(), w, h)
+  assert in_front.all()
+  low, high = screen.min(0), screen.max(0)
+  assert (low >= 0).all() and high[0] <= w and high[1] <= h
+  assert (high - low)[0] / w > 0.6 and (high - low)[1] / h > 0.6
+
+
 def test_slow_frames_coarsen_the_embedding_axis_and_fast_ones_restore_it(tmp_path,
                                                                         open_app):
   dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('12×3', d=64, m=8, r=4,

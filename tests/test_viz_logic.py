@@ -59,6 +59,18 @@ def test_timeline_steps_across_sequences_and_plays():
   assert (timeline.sequence, timeline.step) == (0, 0)
 
 
+def test_timeline_counts_examples_and_steps_from_one():
+  timeline = timeline_lib.Timeline()
+  assert timeline.counter('example') == timeline.counter('step') == '- / 0'
+  timeline.set_bounds([5])  # One traced example, as `--mode=trace` writes.
+  assert timeline.counter('example') == '1 / 1'
+  assert timeline.counter('step') == '1 / 5'
+  assert timeline.position('example') == (0, 1) and timeline.position('step') == (0, 5)
+  timeline.set_bounds([3, 7])
+  timeline.seek(1, 6)
+  assert (timeline.counter('example'), timeline.counter('step')) == ('2 / 2', '7 / 7')
+
+
 def test_source_follows_a_workdir_live(tmp_path):
   source = source_lib.DumpSource(tmp_path / 'run', poll_interval=1.0)
   assert not source.poll(now=0.0)

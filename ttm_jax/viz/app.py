@@ -321,7 +321,7 @@ class DashboardApp(mglw.WindowConfig):
       return
     signature = scene_lib.Scene.signature_of(records, self.detail.level)
     if self.scene is None or self.scene.signature != signature:
-      self.scene = scene_lib.Scene(records, self.detail.level)
+      self.scene = scene_lib.Scene(records, self.detail.level, aspect=self._view_aspect())
       self.voxels.set_layout(self.scene.positions, self.scene.sizes)
       names = tuple(item.name for item in self.scene.items)
       if names != self._item_names:
@@ -523,19 +523,13 @@ class DashboardApp(mglw.WindowConfig):
         imgui.text_colored(RED, self.source.error)
       return
     info = self.source.entries[timeline.sequence]['info']
-    imgui.set_next_item_width(imgui.get_content_region_avail().x * 0.5)
-    changed, value = imgui.slider_int('example', timeline.sequence, 0,
-                                      timeline.num_sequences - 1,
-                                      f'%d / {timeline.num_sequences - 1}')
-    if changed:
+    value = self._counter('example')
+    if value is not None:
       timeline.seek(value, 0)
     imgui.same_line()
     imgui.text(f"   {info.get('problem', '?')} = {info.get('target', '?')}")
-    imgui.set_next_item_width(imgui.get_content_region_avail().x * 0.5)
-    changed, value = imgui.slider_int('step', timeline.step, 0,
-                                      max(timeline.num_steps() - 1, 0),
-                                      f'%d / {max(timeline.num_steps() - 1, 0)}')
-    if changed:
+    value = self._counter('step')
+    if value is not None:
       timeline.seek(timeline.sequence, value)
 
     if imgui.button('|<'):
@@ -570,9 +564,22 @@ class DashboardApp(mglw.WindowConfig):
       if changed:
         self.set_visible(name, visible)
     age = time.monotonic() - self.source.updated
-    imgui.text_disabled(f'{self.source.dump_dir}: {len(self.source.entries)} sequences, '
+    count = len(self.source.entries)
+    imgui.text_disabled(f'{self.source.dump_dir}: {count} sequence{"s" * (count != 1)}, '
                         f'last new one {age:.0f} s ago (polled every '
                         f'{self.source.poll_interval:g} s)')
+
+  def _counter(self, what: str) -> Optional[int]:
+    """The timeline's position among examples or steps (`Timeline.position`): a half-width
+    slider labelled from 1, or just the text when there is one. Returns the new 0-based
+    index when the slider moved."""
+    index, count = self.timeline.position(what)
+    if count <= 1:
+      imgui.text(f'{what} {self.timeline.counter(what)}')
+      return None
+    imgui.set_next_item_width(imgui.get_content_region_avail().x * 0.5)
+    changed, value = imgui.slider_int(what, index + 1, 1, count, f'%d / {count}')
+    return value - 1 if changed else None
 
   def _properties_panel(self) -> None:
     imgui.push_text_wrap_pos(0.0)  # Wrap text at the panel's right edge.

@@ -44,26 +44,45 @@ class OrbitCamera:
   ORBIT_DEG_PER_PIXEL = 0.3
   ZOOM_PER_NOTCH = 0.9
 
+  HOME_AZIMUTH = -20.0
+  HOME_ELEVATION = 25.0
+  FIT_FILL = 0.92  # A fitted box spans this fraction of the view along its binding axis.
+
   def __init__(self, fov_y: float = 35.0):
     self.fov_y = fov_y
-    self._home = (np.zeros(3, np.float32), 10.0, -20.0, 25.0)
+    self._home = (np.zeros(3, np.float32), 10.0, self.HOME_AZIMUTH, self.HOME_ELEVATION)
     self.reset()
 
   def fit(self, low: np.ndarray, high: np.ndarray, aspect: float = 16 / 9) -> None:
-    """Sets the home view to frame the box `[low, high]` (with a margin) and goes there."""
-    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
-    self._home = ((low + high) / 2, 1.0, -20.0, 25.0)
+    """Sets the home view to show the box `[low, high]` as large as a view of `aspect`
+    (width / height) allows from the home angles, and goes there.
+
+    The eye is placed (not only moved back) so that the box's projection is centred and
+    spans `FIT_FILL` of the view along the axis that binds (width or height): in camera
+    axes (right, up, toward the eye), a corner `q` seen from eye `c` is inside the view
+    when `|q_x - c_x| <= tan_x (c_z - q_z)` and likewise for y; for each axis the least
+    `c_z` comes with one `c_x`, and the eye takes the larger of the two depths.
+    """
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    centre = (low + high) / 2
+    self._home = (centre.astype(np.float32), 1.0, self.HOME_AZIMUTH, self.HOME_ELEVATION)
     self.reset()
-    # Box corners in camera axes (right, up, toward the eye), relative to the target.
+    axes = self.view()[:3, :3].astype(np.float64)  # Rows: right, up, toward the eye.
     corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
-                        for z in (low[2], high[2])]) - self.target
-    axes = self.view()[:3, :3].astype(np.float64)
-    right, up, toward = (corners @ axes.T).T
-    tan_y = np.tan(np.radians(self.fov_y) / 2)
-    # A corner fits when |right| <= (distance - toward) tan_x, and likewise for up.
-    distance = np.max(np.maximum(np.abs(right) / (tan_y * aspect), np.abs(up) / tan_y)
-                      + toward)
-    self._home = (self._home[0], float(distance * 1.08), -20.0, 25.0)
+                        for z in (low[2], high[2])]) @ axes.T
+    tan_y = np.tan(np.radians(self.fov_y) / 2) * self.FIT_FILL
+    eye, depths = [], []
+    for axis, tan in ((0, tan_y * aspect), (1, tan_y)):
+      beyond_high = np.max(corners[:, 2] + corners[:, axis] / tan)
+      beyond_low = np.max(corners[:, 2] - corners[:, axis] / tan)
+      eye.append(tan * (beyond_high - beyond_low) / 2)
+      depths.append((beyond_high + beyond_low) / 2)
+    eye = np.array([*eye, max(depths)])
+    # Orbit around the point on the line of sight at the depth of the box's centre.
+    distance = eye[2] - (axes @ centre)[2]
+    target = axes.T @ eye - distance * axes[2]
+    self._home = (target.astype(np.float32), max(float(distance), 1.0), self.HOME_AZIMUTH,
+                  self.HOME_ELEVATION)
     self.reset()
 
   def reset(self) -> None:

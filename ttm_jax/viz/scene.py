@@ -1,10 +1,12 @@
 """The records of one step arranged in world space, as one array of voxels.
 
 Items (one per record) are packed left to right in rows (shelves) in a fixed order, the
-memory first; a `replay/NAME` item is placed beside its original `NAME`, to the right of
-everything else, so that replayed and recorded states line up. The layout depends only on
-the records' names, types and shapes and the level of detail (`Scene.signature`), so
-stepping through a sequence keeps it and only the values change.
+memory first, the rows as wide as makes the whole most nearly the shape of the view (so
+that it fills the view when the camera frames it); a `replay/NAME` item is placed beside its
+original `NAME`, to the right of everything else, so that replayed and recorded states line
+up. The layout depends only on the records' names, types and shapes, the level of detail
+(`Scene.signature`) and the view's aspect it was built for, so stepping through a sequence
+keeps it and only the values change.
 """
 
 import dataclasses
@@ -23,7 +25,6 @@ ORDER = ('inputs', 'logits', 'prediction', 'memory_in', 'memory_out', 'read_weig
          'write_weights', 'outputs', 'attention', 'erase_weights', 'add_weights')
 FIRST_ROW = frozenset({'inputs', 'logits', 'prediction'})
 GAP = 6.0  # World units between items (room for a label above each).
-ROW_WIDTH = 250.0  # Items wrap to a new row past this width.
 
 
 @dataclasses.dataclass
@@ -67,7 +68,9 @@ class Scene:
   """
 
   def __init__(self, records: Dict[str, Record], detail: int = 0,
-               registry: Optional[mappers.MapperRegistry] = None):
+               registry: Optional[mappers.MapperRegistry] = None, aspect: float = 16 / 9):
+    """`aspect`: width / height of the view the scene is shown in (it sets the rows'
+    width)."""
     registry = registry or mappers.default_registry()
     self.detail = detail
     self.signature = self.signature_of(records, detail)
@@ -75,8 +78,8 @@ class Scene:
     beside = [n for n in names
               if n.startswith(REPLAY_PREFIX) and n.removeprefix(REPLAY_PREFIX) in records]
     built = {n: registry.mapper_for(records[n], detail) for n in names}
-    offsets = _shelf_pack([(n, built[n].get_voxel_layout().extent, n in FIRST_ROW)
-                           for n in names if n not in beside])
+    offsets = _fitted_shelf_pack([(n, built[n].get_voxel_layout().extent, n in FIRST_ROW)
+                                  for n in names if n not in beside], aspect)
     width = max((offsets[n][0] + built[n].get_voxel_layout().extent[0] for n in offsets),
                 default=0.0)
     for name in beside:
@@ -142,17 +145,36 @@ class Scene:
     return (self.positions - half).min(0), (self.positions + half).max(0)
 
 
-def _shelf_pack(extents: List[Tuple[str, Tuple[float, float, float], bool]]
-                ) -> Dict[str, np.ndarray]:
+def _shelf_pack(extents: List[Tuple[str, Tuple[float, float, float], bool]],
+                row_width: float) -> Dict[str, np.ndarray]:
   """Offsets placing boxes `(name, (width, height, depth), first_row)` left to right in
-  rows, rows going down (-y): a new row starts when one would pass `ROW_WIDTH` and after
+  rows, rows going down (-y): a new row starts when one would pass `row_width` and after
   the first-row items."""
   offsets, x, y, row_height, previous_first = {}, 0.0, 0.0, 0.0, None
   for name, (width, height, _), first_row in extents:
-    if x > 0 and (x + width > ROW_WIDTH or previous_first and not first_row):
+    if x > 0 and (x + width > row_width or previous_first and not first_row):
       x, y, row_height = 0.0, y - row_height - GAP, 0.0
     offsets[name] = np.array([x, y, 0.0], np.float32)
     x += width + GAP
     row_height = max(row_height, height)
     previous_first = first_row
   return offsets
+
+
+def _fitted_shelf_pack(extents: List[Tuple[str, Tuple[float, float, float], bool]],
+                       aspect: float) -> Dict[str, np.ndarray]:
+  """`_shelf_pack` with the row width that needs the smallest view of `aspect` (width /
+  height) to hold the packed boxes, i.e. shows them largest. The packing changes only where
+  a row width equals a run of consecutive boxes, so those are the widths tried."""
+  widths = [width for _, (width, _, _), _ in extents]
+  # Each with a little slack, so that float sums equal to a candidate do not wrap.
+  candidates = {(sum(widths[i:j]) + GAP * (j - i - 1)) * (1 + 1e-6) + 1e-6
+                for i in range(len(widths)) for j in range(i + 1, len(widths) + 1)}
+
+  def view_height(row_width):
+    offsets = _shelf_pack(extents, row_width)
+    right = max(offsets[n][0] + w for n, (w, _, _), _ in extents)
+    bottom = min(offsets[n][1] - h for n, (_, h, _), _ in extents)
+    return max(right / aspect, -bottom), row_width
+
+  return _shelf_pack(extents, min(candidates, key=view_height, default=0.0))

@@ -1,6 +1,6 @@
 """Playback position over traced sequences (examples) and their steps."""
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 class Timeline:
@@ -37,6 +37,19 @@ class Timeline:
     """Steps of `sequence` (default: the current one); 0 with no sequences."""
     sequence = self.sequence if sequence is None else sequence
     return self._steps[sequence] if 0 <= sequence < len(self._steps) else 0
+
+  def position(self, what: str) -> Tuple[int, int]:
+    """`(index, count)` of the cursor among the examples (`what='example'`) or among the
+    current example's steps (`'step'`)."""
+    if what == 'example':
+      return self.sequence, self.num_sequences
+    return self.step, self.num_steps()
+
+  def counter(self, what: str) -> str:
+    """`position(what)` counted from 1 as people count, '2 / 5'; '- / 0' with nothing
+    loaded (so one example reads '1 / 1', not '0 / 0')."""
+    index, count = self.position(what)
+    return f'{index + 1} / {count}' if count else '- / 0'
 
   def seek(self, sequence: int, step: int) -> None:
     """Moves to `(sequence, step)`, clamped."""
