@@ -1,10 +1,11 @@
-"""`--mode=eval` (accuracy per digit size on fresh problems) and `--mode=predict` (answers for
-problems read from a stream)."""
+"""`--mode=eval` (accuracy per digit size on fresh problems), `--mode=predict` (answers for
+problems read from a stream) and `--mode=trace` (one problem traced into dump files)."""
 
+import itertools
 import json
 import os
 import sys
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, Iterable, Iterator, List, Optional, TextIO
 
 import ml_collections
 import numpy as np
@@ -15,6 +16,9 @@ from ttm_jax import factory
 from ttm_jax import tokens as tok
 from ttm_jax import trace
 from ttm_jax import train
+from ttm_jax.log import log
+
+PREDICT_CHUNK = 256  # Lines --mode=predict reads, answers and flushes at a time.
 
 
 def parse_sizes(sizes: str):
@@ -78,49 +82,92 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   return rows
 
 
+def trained_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDict) -> int:
+  """The longest operand, in digits, that the checkpoint in `workdir` was trained on: the
+  largest over the curriculum stages up to and including the stage its `meta` records, in the
+  stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
+  stage counts the stages up to `train.last_stage`, and says so."""
+  recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
+  tc = ckpt.read_config(workdir).train if recorded else config.train
+  order = train.stage_order(tc)
+  stage = meta.get('curriculum', {}).get('stage')
+  if stage not in order:
+    log.warning('the checkpoint in %s records no curriculum stage; assuming it was trained on '
+                'the stages %s up to train.last_stage=%d', workdir, tc.stages, tc.last_stage)
+    stage = tc.last_stage
+  return max(data_lib.stage_digits(s) for s in order[:order.index(stage) + 1])
+
+
 def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
   """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
-  returns the dump file's path."""
-  framing = factory.make_framing(config)
+  returns the dump file's path ('' on the processes other than 0 of a multi-host run)."""
+  params, meta = ckpt.load_params(workdir, config)
   try:
-    a, b = tok.parse_problem(problem or '', framing.max_digits)
+    a, b = tok.parse_problem(problem, trained_digits(workdir, meta, config))
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
-  params, _ = ckpt.load_params(workdir, config)
-  (path,) = trace.trace_problems(factory.make_model(config), params, config, np.array([a]),
-                                 np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
-                                 checkpoint=workdir)
-  print(path)
-  return path
+  paths = trace.trace_problems(factory.make_model(config), params, config, np.array([a]),
+                               np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
+                               checkpoint=workdir)
+  for path in paths:  # None on the processes other than 0 of a multi-host run.
+    print(path)
+  return paths[0] if paths else ''
 
 
-def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str]) -> List[str]:
-  """One output line per input line: the product's digits, or `error: <why>`."""
+def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str],
+                  max_digits: Optional[int] = None) -> List[str]:
+  """One output line per input line: the product's digits, or `error: <why>`.
+
+  Operands may have up to `max_digits` digits (default: `config.task.max_digits`). Each
+  problem is decoded over the steps its own operands need, in padded batches of
+  `PREDICT_CHUNK`, so its answer does not depend on the lines around it.
+  """
   framing = factory.make_framing(config)
   outputs: List[str] = [''] * len(lines)
-  problems = {}
+  by_digits: Dict[int, List[int]] = {}
+  operands = {}
   for i, line in enumerate(lines):
     try:
-      problems[i] = tok.parse_problem(line, framing.max_digits)
+      operands[i] = tok.parse_problem(line, max_digits or framing.max_digits)
     except ValueError as e:
       outputs[i] = f'error: {e}'
-  if problems:
-    index = list(problems)
-    a = np.array([problems[i][0] for i in index])
-    b = np.array([problems[i][1] for i in index])
-    digits = max(len(str(v)) for v in np.concatenate([a, b]))
-    decoded = train.decode_problems(model, params, framing, a, b, digits,
-                                    config.eval.batch_size)
+      continue
+    by_digits.setdefault(max(len(str(v)) for v in operands[i]), []).append(i)
+  for digits, index in sorted(by_digits.items()):
+    padding = [(0, 0)] * (-len(index) % PREDICT_CHUNK)
+    a, b = np.array([operands[i] for i in index] + padding, np.int64).T
+    decoded = train.decode_problems(model, params, framing, a, b, digits, PREDICT_CHUNK)
     for i, product in zip(index, decoded['products']):
       outputs[i] = str(product) if product >= 0 else 'error: the model produced no number'
   return outputs
 
 
+def _chunks(lines: Iterable[str], size: int) -> Iterator[List[str]]:
+  """Lists of up to `size` lines (without their line ends) as they arrive."""
+  lines = iter(lines)
+  while chunk := list(itertools.islice(lines, size)):
+    yield [line.rstrip('\r\n') for line in chunk]
+
+
+def predict_stream(model, params, config: ml_collections.ConfigDict, max_digits: int,
+                   stdin: TextIO, stdout: TextIO) -> bool:
+  """Answers `stdin`'s problems on `stdout`, one line per line (see `predict_lines`), reading,
+  answering and flushing `PREDICT_CHUNK` lines at a time (one at a time from a terminal), so
+  any length of input streams in bounded memory. Returns whether any line was an error."""
+  failed = False
+  for chunk in _chunks(stdin, 1 if stdin.isatty() else PREDICT_CHUNK):
+    outputs = predict_lines(model, params, config, chunk, max_digits)
+    stdout.write(''.join(line + '\n' for line in outputs))
+    stdout.flush()
+    failed = failed or any(line.startswith('error:') for line in outputs)
+  return failed
+
+
 def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
                 stdout: TextIO = sys.stdout) -> int:
-  """Answers stdin's problems on stdout; returns 1 if any line was malformed, else 0."""
-  params, _ = ckpt.load_params(workdir, config)
-  lines = [line.rstrip('\n') for line in stdin]
-  outputs = predict_lines(factory.make_model(config), params, config, lines)
-  stdout.write(''.join(line + '\n' for line in outputs))
-  return int(any(line.startswith('error:') for line in outputs))
+  """`predict_stream` with the workdir's best checkpoint, for operands up to the digits it was
+  trained on (`trained_digits`); returns 1 if any line was an error, else 0."""
+  params, meta = ckpt.load_params(workdir, config)
+  max_digits = trained_digits(workdir, meta, config)
+  return int(predict_stream(factory.make_model(config), params, config, max_digits, stdin,
+                            stdout))
