@@ -6,6 +6,7 @@ files run in parallel (pytest-xdist, `pytest.ini`), the longest ones first.
 """
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -33,6 +34,24 @@ def pytest_collection_modifyitems(items):
     name = item.path.name
     return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
   items.sort(key=rank)  # Stable: the order within each file stays.
+
+
+def digest(path) -> dict:
+  """`{relative file path: sha256}` of every file under `path`: compare before and after to
+  show that nothing saved there was written, added or deleted."""
+  files = {}
+  for root, _, names in os.walk(path):
+    for name in names:
+      full = os.path.join(root, name)
+      with open(full, 'rb') as f:
+        files[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+  return files
+
+
+@pytest.fixture(name='digest', scope='session')
+def fixture_digest():
+  """`digest(path)` (above), for tests."""
+  return digest
 
 
 @pytest.fixture(scope='session')

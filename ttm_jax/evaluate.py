@@ -115,10 +115,10 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
 
 
 def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str],
-                  max_digits: Optional[int] = None) -> List[str]:
+                  max_digits: int) -> List[str]:
   """One output line per input line: the product's digits, or `error: <why>`.
 
-  Operands may have up to `max_digits` digits (default: `config.task.max_digits`). Each
+  Operands may have up to `max_digits` digits (`trained_digits`). Each
   problem is decoded over the steps its own operands need, in padded batches of
   `PREDICT_CHUNK`, so its answer does not depend on the lines around it.
   """
@@ -128,7 +128,7 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
   operands = {}
   for i, line in enumerate(lines):
     try:
-      operands[i] = tok.parse_problem(line, max_digits or framing.max_digits)
+      operands[i] = tok.parse_problem(line, max_digits)
     except ValueError as e:
       outputs[i] = f'error: {e}'
       continue
