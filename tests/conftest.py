@@ -6,6 +6,7 @@ files run in parallel (pytest-xdist, `pytest.ini`), the longest ones first.
 """
 
 import atexit
+import functools
 import hashlib
 import os
 import shutil
@@ -52,6 +53,25 @@ def digest(path) -> dict:
 def fixture_digest():
   """`digest(path)` (above), for tests."""
   return digest
+
+
+@functools.cache
+def opengl_problem() -> str:
+  """Why no headless OpenGL 3.3 context (EGL) can be created here, or '' if one can."""
+  import moderngl  # pylint: disable=import-outside-toplevel
+  try:
+    moderngl.create_standalone_context(backend='egl', require=330).release()
+  except Exception as e:  # pylint: disable=broad-except  # EGL errors vary by platform.
+    return f'{type(e).__name__}: {e}'.replace('\n', ' ')
+  return ''
+
+
+@pytest.fixture(name='opengl', scope='session')
+def fixture_opengl():
+  """Skips the test when no headless OpenGL 3.3 context can be created: the one reason a
+  viewer test may skip (`.ci/run` installs the EGL packages, or fails)."""
+  if opengl_problem():
+    pytest.skip(f'no headless OpenGL 3.3 (EGL) on this machine: {opengl_problem()}')
 
 
 @pytest.fixture(scope='session')

@@ -32,11 +32,10 @@ def shipped():
   return config, factory.make_model(config), params, meta
 
 
-def test_shipped_checkpoint_answers_1x1_and_2x2_exactly(shipped):
-  config, model, params, _ = shipped
+def test_shipped_checkpoint_answers_2x2_exactly(shipped):
+  config, model, params, _ = shipped  # (Every 1×1: test_checkpoint.py.)
   rng = np.random.default_rng(0)
-  problems = [(a, b) for a in range(1, 10) for b in range(1, 10)]
-  problems += [tuple(pair) for pair in rng.integers(10, 100, size=(300, 2)).tolist()]
+  problems = [tuple(pair) for pair in rng.integers(10, 100, size=(300, 2)).tolist()]
   lines = [f'{a}×{b}' for a, b in problems]
   assert evaluate.predict_lines(model, params, config, lines, SHIPPED_DIGITS) == [
       str(a * b) for a, b in problems]

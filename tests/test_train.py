@@ -293,28 +293,6 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--config.train.batchsize=3', "error: unknown config field 'batchsize'"),
-    ('--config.model.memory_mode=TLX', "error: config.model.memory_mode='TLX' is not one of"),
-    ('--config.model.num_heads=3', 'error: config.model.hidden_size=32 is not divisible'),
-    ('--config.train.batch_size=abc', 'error: flag --config.train.batch_size=abc'),
-])
-def test_bad_config_is_one_line(tmp_path, flag, message):
-  result = _main(str(tmp_path), flag)
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-  assert result.stderr.startswith(message), result.stderr
-
-
-def test_bad_config_argument_and_missing_file_are_one_line(tmp_path):
-  for config in ('configs/mult.py:stag=3', 'configs/nope.py'):
-    result = subprocess.run([sys.executable, 'main.py', f'--config={config}',
-                             f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert result.stderr.startswith('error:')
-
-
 def test_training_profiles_the_chosen_steps(traced_run):
   _, workdir = traced_run
   runs = glob.glob(os.path.join(workdir, 'profile', 'plugins', 'profile', '*'))
