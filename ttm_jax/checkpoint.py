@@ -184,7 +184,11 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
   model = factory.make_model(config)
   framing = factory.make_framing(config)
   tokens = jax.ShapeDtypeStruct((1, 1, framing.tokens_per_step), 'int32')
-  params_like = jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params']
+  # On this process's first device, whatever topology saved it (e.g. a multi-host run).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  params_like = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params'])
   folders = ('checkpoints', 'best') if step is not None else (
       (which, 'checkpoints') if which == 'best' else ('checkpoints',))
   saved = set()

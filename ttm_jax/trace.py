@@ -108,10 +108,11 @@ def model_summary(config) -> Dict[str, Any]:
 def trace_problems(model, params, config, a: np.ndarray, b: np.ndarray, dump_dir: str,
                    run: str = '', epoch: int = 0, batch: int = 0,
                    checkpoint: Optional[str] = None) -> List[str]:
-  """Decodes `a×b` greedily with tracing on; writes one dump per problem to `dump_dir`.
+  """Decodes `a×b` greedily with tracing on; writes one dump per problem to `dump_dir` (in a
+  multi-host run, process 0 writes them).
 
   Returns:
-    the paths written.
+    the paths written (none on other processes).
   """
   from ttm_jax import streaming  # pylint: disable=g-import-not-at-top  (streaming imports us)
   framing = factory.make_framing(config)
@@ -123,6 +124,8 @@ def trace_problems(model, params, config, a: np.ndarray, b: np.ndarray, dump_dir
   with capture(Collector(recorder)):
     predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
                                              start, True)
+  if jax.process_index() != 0:
+    return []
   summary = model_summary(config)
   paths = []
   for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),

@@ -139,13 +139,18 @@ def accuracy_of(decoded: Dict[str, np.ndarray]) -> Dict[str, float]:
 
 
 class MetricsWriter:
-  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`."""
+  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`; in a multi-host
+  run, process 0 writes them and the others write nothing."""
 
   def __init__(self, workdir: str):
-    self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self.enabled = jax.process_index() == 0
+    if self.enabled:
+      self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
+      self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 
   def write(self, step: int, split: str, metrics: Dict[str, Any]):
+    if not self.enabled:
+      return
     for name, value in metrics.items():
       if isinstance(value, (int, float)):
         self.tb.add_scalar(f'{split}/{name}', value, step)
@@ -156,8 +161,9 @@ class MetricsWriter:
     self.jsonl.flush()
 
   def close(self):
-    self.tb.close()
-    self.jsonl.close()
+    if self.enabled:
+      self.tb.close()
+      self.jsonl.close()
 
 
 @dataclasses.dataclass
@@ -265,7 +271,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
     log.info('parameters from the best checkpoint in %s', tc.init_from)
-  ckpt.write_config(workdir, config)
+  if jax.process_index() == 0:
+    ckpt.write_config(workdir, config)
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
   train_step = make_train_step(model, tx, schedule, shardings)
