@@ -62,6 +62,9 @@ def test_parse_problem_rejects_too_long_operands():
   assert str(raised.value) == ("problem '12345×6': an operand has 5 digits; the model was "
                                'trained on operands up to 4 digits')
   assert tok.parse_problem('0012×6', max_digits=2) == (12, 6)
+  with pytest.raises(ValueError, match=r'^problem .12×6.: an operand has 2 digits; the model '
+                     r'was trained on operands up to 1 digit$'):
+    tok.parse_problem('12×6', max_digits=1)
 
 
 def test_a_huge_operand_is_measured_before_conversion():

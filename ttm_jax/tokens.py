@@ -69,7 +69,8 @@ def parse_problem(text: str, max_digits: int = None) -> Tuple[int, int]:
       digits = len(operand.lstrip('0') or '0')
       if digits > max_digits:
         raise ValueError(f'problem {_quoted(text)}: an operand has {digits} digits; the model '
-                         f'was trained on operands up to {max_digits} digits')
+                         f'was trained on operands up to {max_digits} '
+                         f'digit{"" if max_digits == 1 else "s"}')
   return int(match.group(1)), int(match.group(2))
 
 
