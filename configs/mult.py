@@ -16,17 +16,43 @@ Any field can then be overridden: --config.train.batch_size=128.
 
 import ml_collections
 
-ARGS = {'stage': int, 'runlocal': bool, 'paper': bool}
+def _bool(text: str) -> bool:
+  """`true`/`1` or `false`/`0` (any case); anything else is an error."""
+  value = {'true': True, '1': True, 'false': False, '0': False}.get(text.lower())
+  if value is None:
+    raise ValueError(f'expected true, false, 1 or 0, got {text!r}')
+  return value
+
+
+def _int(text: str) -> int:
+  if not text.isascii() or not text.isdigit():
+    raise ValueError(f'expected a non-negative integer, got {text!r}')
+  return int(text)
+
+
+ARGS = {'stage': _int, 'runlocal': _bool, 'paper': _bool}
+DEFAULTS = {'stage': 0, 'runlocal': False, 'paper': False}
 
 
 def parse_arg(arg):
-  """`'stage=3,runlocal'` -> `{'stage': 3, 'runlocal': True, 'paper': False}`."""
-  parsed = {name: kind() for name, kind in ARGS.items()}
+  """`'stage=3,runlocal'` -> `{'stage': 3, 'runlocal': True, 'paper': False}`; a boolean
+  argument alone means true.
+
+  Raises:
+    ValueError: `config argument <name>: <why>` for an unknown argument or a bad value.
+  """
+  parsed = dict(DEFAULTS)
   for item in filter(None, (arg or '').split(',')):
-    name, _, value = item.partition('=')
+    name, equals, value = item.partition('=')
     if name not in ARGS:
-      raise ValueError(f'unknown config argument {name!r}; known: {", ".join(ARGS)}')
-    parsed[name] = ARGS[name](value) if value else True
+      raise ValueError(f'config argument {name}: unknown; known: {", ".join(ARGS)}')
+    if not equals and ARGS[name] is _bool:
+      parsed[name] = True
+      continue
+    try:
+      parsed[name] = ARGS[name](value)
+    except ValueError as e:
+      raise ValueError(f'config argument {name}: {e}') from None
   return parsed
 
 
@@ -47,7 +73,9 @@ def get_config(arg=None):
   config.model.hidden_size = 64  # d: token width.
   config.model.memory_size = 16  # m: memory tokens.
   config.model.process_size = 8  # r: tokens read and processed per step.
-  config.model.memory_mode = 'TL'  # 'TL', 'TL-MHA', 'TL-AddErase', 'pool', 'fifo', 'none'.
+  # Memory read/write: 'TL', 'TL-MHA', 'TL-AddErase' (Scenic's), 'TL-AddErase-NTM', 'pool',
+  # 'fifo', or 'none' (memory-less).
+  config.model.memory_mode = 'TL'
   config.model.processing_unit = 'transformer'  # 'transformer', 'mixer' or 'mlp'.
   config.model.num_layers = 4  # Layers of the processing unit (2 stall on 3×3).
   config.model.num_heads = 4  # Attention heads of the processing unit.

@@ -6,6 +6,8 @@ files run in parallel (pytest-xdist, `pytest.ini`), the longest ones first.
 """
 
 import atexit
+import functools
+import hashlib
 import os
 import shutil
 import tempfile
@@ -33,6 +35,43 @@ def pytest_collection_modifyitems(items):
     name = item.path.name
     return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
   items.sort(key=rank)  # Stable: the order within each file stays.
+
+
+def digest(path) -> dict:
+  """`{relative file path: sha256}` of every file under `path`: compare before and after to
+  show that nothing saved there was written, added or deleted."""
+  files = {}
+  for root, _, names in os.walk(path):
+    for name in names:
+      full = os.path.join(root, name)
+      with open(full, 'rb') as f:
+        files[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+  return files
+
+
+@pytest.fixture(name='digest', scope='session')
+def fixture_digest():
+  """`digest(path)` (above), for tests."""
+  return digest
+
+
+@functools.cache
+def opengl_problem() -> str:
+  """Why no headless OpenGL 3.3 context (EGL) can be created here, or '' if one can."""
+  import moderngl  # pylint: disable=import-outside-toplevel
+  try:
+    moderngl.create_standalone_context(backend='egl', require=330).release()
+  except Exception as e:  # pylint: disable=broad-except  # EGL errors vary by platform.
+    return f'{type(e).__name__}: {e}'.replace('\n', ' ')
+  return ''
+
+
+@pytest.fixture(name='opengl', scope='session')
+def fixture_opengl():
+  """Skips the test when no headless OpenGL 3.3 context can be created: the one reason a
+  viewer test may skip (`.ci/run` installs the EGL packages, or fails)."""
+  if opengl_problem():
+    pytest.skip(f'no headless OpenGL 3.3 (EGL) on this machine: {opengl_problem()}')
 
 
 @pytest.fixture(scope='session')

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,8 +12,10 @@ import pytest
 from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
-from ttm_jax import evaluate
+from ttm_jax import predict
 from ttm_jax import factory
+from ttm_jax import optim
+from ttm_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
@@ -41,7 +44,7 @@ def test_every_one_digit_product(shipped):
   assert recorded['1x1']['exact_match'] == 1.0
   a, b = np.meshgrid(np.arange(1, 10), np.arange(1, 10))
   lines = [f'{x}×{y}' for x, y in zip(a.ravel(), b.ravel())]
-  assert evaluate.predict_lines(model, params, config, lines) == [
+  assert predict.predict_lines(model, params, config, lines, 3) == [
       str(x * y) for x, y in zip(a.ravel(), b.ravel())]
 
 
@@ -53,7 +56,8 @@ def test_fresh_products_as_often_as_the_recorded_table_says(shipped, size):
   da, db = (int(d) for d in size.split('x'))
   rng = np.random.default_rng(2026)
   a, b = data.sample_operands(rng, 100, *data.digit_range(da), *data.digit_range(db))
-  answers = evaluate.predict_lines(model, params, config, [f'{x}*{y}' for x, y in zip(a, b)])
+  answers = predict.predict_lines(model, params, config, [f'{x}*{y}' for x, y in zip(a, b)],
+                                     3)
   right = sum(answer == str(x * y) for answer, x, y in zip(answers, a, b))
   rate = recorded[size]['exact_match']
   assert abs(right - 100 * rate) <= max(4 * np.sqrt(100 * rate * (1 - rate)), 3)
@@ -81,3 +85,57 @@ def test_checkpoints_from_before_a_field_existed_read_as_its_old_value(tmp_path)
   read = ckpt.read_config(str(tmp_path))
   assert (read.model.kind, read.model.token_embed_stddev, read.task.layout) == (
       'ttm', 0.01, 'packed')
+
+
+@pytest.mark.parametrize('meta, message', [
+    ('{"curriculum": ', 'cannot read the metadata of step 34501 in {best} (JSONDecodeError: '),
+    ('{"curriculum": {"stage": 6}}', 'step 34501 in {best} is not a ttm_jax checkpoint (its '
+     'metadata has no model config)'),
+    ('[1, 2]', 'step 34501 in {best} is not a ttm_jax checkpoint'),
+])
+def test_corrupt_or_foreign_meta_is_one_error_and_nothing_changes(tmp_path, digest, meta,
+                                                                  message):
+  workdir = str(shutil.copytree(SHIPPED, tmp_path / 'mult'))
+  with open(os.path.join(workdir, 'best', '34501', 'meta', 'metadata'), 'w') as f:
+    f.write(meta)
+  before = digest(workdir)
+  with pytest.raises(ckpt.CheckpointError) as raised:
+    ckpt.load_params(workdir, mult.get_config())
+  assert str(raised.value).startswith(message.format(best=os.path.join(workdir, 'best')))
+  assert len(str(raised.value).splitlines()) == 1
+  assert digest(workdir) == before
+
+
+def _fresh_state(config):
+  return train.init_state(factory.make_model(config), optim.make_optimizer(config.optim),
+                          factory.make_framing(config), 0)
+
+
+def test_training_into_a_shipped_export_is_refused(tmp_path, digest):
+  workdir = str(shutil.copytree(SHIPPED, tmp_path / 'mult'))
+  config = mult.get_config()
+  before = digest(workdir)
+  checkpoints = ckpt.Checkpoints(workdir)
+  with pytest.raises(ckpt.CheckpointError, match=r'has a best checkpoint but no checkpoints/ '
+                     r'to resume from \(a shipped export\?\); to train from it, use '
+                     f'--config.train.init_from={workdir} with another --workdir'):
+    checkpoints.restore_latest(*_fresh_state(config), config)
+  checkpoints.close()
+  assert {k: v for k, v in digest(workdir).items() if not k.startswith('checkpoints')} == before
+
+
+def test_no_readable_latest_step_is_an_error_not_a_fresh_start(tmp_path, digest):
+  config = mult.get_config('runlocal')
+  params, train_state = _fresh_state(config)
+  checkpoints = ckpt.Checkpoints(str(tmp_path))
+  for step in (1, 2):
+    checkpoints.save(step, params, train_state, {'config': ckpt.config_sections(config)}, True)
+  for step in (1, 2):
+    with open(tmp_path / 'checkpoints' / str(step) / 'meta' / 'metadata', 'w') as f:
+      f.write('not json')
+  before = digest(tmp_path)
+  with pytest.raises(ckpt.CheckpointError, match=r'none of the saved steps in .*checkpoints '
+                     r'\(2, 1\) is readable'):
+    checkpoints.restore_latest(params, train_state, config)
+  checkpoints.close()
+  assert digest(tmp_path) == before

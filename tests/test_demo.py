@@ -8,9 +8,11 @@ import sys
 import pytest
 
 from configs import mult
+from ttm_jax import checkpoint
 from ttm_jax import demo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
 
 
 @pytest.fixture(scope='module')
@@ -24,20 +26,38 @@ def test_sparkline():
   assert demo.sparkline([]) == ''
 
 
-def test_scripted_session(workdir):
-  config = mult.get_config('runlocal')
+def test_scripted_session_with_the_shipped_checkpoint():
+  config = mult.get_config()  # checkpoints/mult: right on every 1×1 and 2×2 problem.
   out = io.StringIO()
-  code = demo.run_demo(config, workdir, io.StringIO('12x3\nfoo\n\n7*8\n123456x2\nquit\n'), out)
+  code = demo.run_demo(config, SHIPPED, io.StringIO('12x3\nfoo\n\n7*8\n١٢×٣\n1234x2\nquit\n'),
+                       out)
   assert code == 0
   lines = out.getvalue().splitlines()
-  answers = [line for line in lines if line.lstrip('> ').startswith(('12×3 =', '7×8 ='))]
-  assert len(answers) == 2
-  for line in answers:
-    assert line.endswith('right') or 'wrong, ' in line
-  errors = [line for line in lines if 'error:' in line]
-  assert len(errors) == 2 and 'malformed problem' in errors[0] and 'more than' in errors[1]
+  assert lines[0].endswith('(operands up to 3 digits), or quit.')
+  shown = [line.lstrip('> ') for line in lines if line.lstrip('> ')[:1] in ('1', '7', 'e')]
+  assert shown == [
+      '12×3 = 36   right',
+      "error: malformed problem 'foo': expected two non-negative integers (ASCII digits) "
+      'joined by ×, * or x, like 123×45',
+      'error: empty line: expected a problem like 123×45',
+      '7×8 = 56   right',
+      "error: malformed problem '١٢×٣': expected two non-negative integers (ASCII digits) "
+      'joined by ×, * or x, like 123×45',
+      "error: problem '1234x2': an operand has 4 digits; the model was trained on operands up "
+      'to 3 digits']
   assert sum('ms/step' in line for line in lines) == 2
   assert sum('memory |M|' in line for line in lines) == 2
+  assert lines[-1] == '> '
+
+
+def test_a_wrong_answer_says_the_right_one(workdir):
+  config = mult.get_config('runlocal')  # 20 training steps: wrong on 12×3.
+  model, params, _ = checkpoint.load_for_inference(workdir)
+  session = demo.Demo(model, params, config)
+  answer = session.answer(12, 3)['answer']
+  assert answer != 36
+  assert session.report(12, 3)[0] == f'12×3 = {"(no number)" if answer is None else answer}' \
+      '   wrong, 12×3 = 36'
 
 
 def test_piped_stdin_and_ctrl_d(workdir):

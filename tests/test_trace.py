@@ -16,6 +16,7 @@ from ttm_jax import cli
 from ttm_jax import dumps
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import predict
 from ttm_jax import model as model_lib
 from ttm_jax import streaming
 from ttm_jax import trace
@@ -102,7 +103,7 @@ def test_viewer_replay_reproduces_a_real_dump(run, tmp_path):
   config, workdir, _, _ = run
   workdir = _copy(workdir, tmp_path)
   # Traced with the best checkpoint, the parameters the viewer's replay loads.
-  sequence = dumps.load_sequence(evaluate.run_trace(config, workdir, '47x8'))
+  sequence = dumps.load_sequence(predict.run_trace(config, workdir, '4x8'))
   step_fn = replay_lib.checkpoint_step_fn(workdir)
   start = 1
   memory = sequence.at_step(start)['memory_in']['data']
@@ -126,14 +127,17 @@ def test_truncated_traced_dump_is_rejected(run, tmp_path):
 def test_trace_mode_writes_one_dump(run, tmp_path, capsys):
   config, workdir, _, _ = run
   workdir = _copy(workdir, tmp_path)
-  assert cli.run('trace', config, workdir, '12x3') == 0
+  assert cli.run('trace', config, workdir, '2x3') == 0
   path = capsys.readouterr().out.strip()
-  assert dumps.load_sequence(path).info['problem'] == '12×3'
+  assert dumps.load_sequence(path).info['problem'] == '2×3'
   assert [e['path'] for e in dumps.load_index(os.path.join(workdir, 'dumps'))][-1] == path
-  for bad in ('12y3', None):
-    assert cli.run('trace', config, workdir, bad) == 1
+  for bad, code, why in (('12y3', 1, "malformed problem '12y3'"),
+                         ('12x3', 1, "problem '12x3': an operand has 2 digits; the model was "
+                          'trained on operands up to 1 digit'),  # 20 steps of stage 1 (1×1).
+                         (None, 2, 'required with --mode=trace')):
+    assert cli.run('trace', config, workdir, bad) == code
     error = capsys.readouterr().err
-    assert error.startswith('error: --problem:') and error.count('\n') == 1
+    assert error.startswith(f'error: --problem: {why}') and error.count('\n') == 1
 
 
 def _warnings_of(fn):

@@ -33,6 +33,10 @@ class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used; the message says why."""
 
 
+class ConfigMismatchError(CheckpointError):
+  """A checkpoint trained with another model or task config."""
+
+
 def manager(directory: str, keep: int = 1) -> ocp.CheckpointManager:
   """A synchronous orbax CheckpointManager of `directory` keeping the last `keep` steps."""
   return ocp.CheckpointManager(
@@ -49,7 +53,7 @@ def config_sections(config: ml_collections.ConfigDict) -> Dict[str, Any]:
 
 def check_config_matches(saved: Dict[str, Any], config: ml_collections.ConfigDict,
                          where: str):
-  """Raises CheckpointError naming every model/task field where `saved` differs."""
+  """Raises ConfigMismatchError naming every model/task field where `saved` differs."""
   current = config_sections(config)
   saved_value = lambda section, key: saved.get(section, {}).get(
       key, ADDED_FIELDS.get((section, key)))
@@ -57,9 +61,31 @@ def check_config_matches(saved: Dict[str, Any], config: ml_collections.ConfigDic
            for section, fields in current.items() for key, value in fields.items()
            if saved_value(section, key) != value]
   if diffs:
-    raise CheckpointError(f'the checkpoint in {where} does not match the config ('
+    raise ConfigMismatchError(f'the checkpoint in {where} does not match the config ('
                           + '; '.join(diffs) + '): use the config it was trained with, or '
                           'another --workdir')
+
+
+def _error_summary(e: Exception) -> str:
+  """`Type: first line of the message` (cut), for an error line."""
+  return f'{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}'
+
+
+def read_meta(steps: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
+  """The `meta` item of a saved step.
+
+  Raises:
+    CheckpointError: it is missing, not JSON, or not the meta of a ttm_jax checkpoint.
+  """
+  try:
+    meta = steps.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  except Exception as e:  # Orbax raises many types for a damaged or foreign step.
+    raise CheckpointError(f'cannot read the metadata of step {step} in {steps.directory} '
+                          f'({_error_summary(e)})') from None
+  if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict):
+    raise CheckpointError(f'step {step} in {steps.directory} is not a ttm_jax checkpoint (its '
+                          'metadata has no model config)')
+  return meta
 
 
 class Checkpoints:
@@ -86,25 +112,35 @@ class Checkpoints:
     A step that fails to restore is reported and the one before it is tried.
 
     Raises:
-      CheckpointError: the checkpoints were trained with another model or task config (checked
-        before anything is restored or overwritten).
+      CheckpointError: the checkpoints were trained with another model or task config, or
+        none of the saved steps is readable (checked before anything is overwritten).
     """
-    for step in sorted(self.latest.all_steps(), reverse=True):
+    steps = sorted(self.latest.all_steps(), reverse=True)
+    for step in steps:
       try:
-        meta = self.latest.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))['meta']
+        meta = read_meta(self.latest, step)
         check_config_matches(meta['config'], config, self.latest.directory)
         restored = self.latest.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(params_like),
             train=ocp.args.StandardRestore(train_like)))
-      except CheckpointError:
+      except ConfigMismatchError:
         raise
+      except CheckpointError as e:
+        log.warning('%s; trying the step before it', e)
+        continue
       except Exception as e:  # Orbax raises many types for a damaged step.
-        log.warning('checkpoint step %d in %s is unreadable (%s: %s); trying the one '
-                    'before it', step, self.latest.directory, type(e).__name__,
-                    str(e).splitlines()[0][:200] if str(e) else '')
+        log.warning('checkpoint step %d in %s is unreadable (%s); trying the one before it',
+                    step, self.latest.directory, _error_summary(e))
         continue
       return restored['params'], restored['train'], meta
+    if not steps and self.best.all_steps():
+      raise CheckpointError(f'{self.workdir} has a best checkpoint but no checkpoints/ to '
+                            'resume from (a shipped export?); to train from it, use '
+                            f'--config.train.init_from={self.workdir} with another --workdir')
+    if steps:
+      raise CheckpointError(f'none of the saved steps in {self.latest.directory} '
+                            f'({", ".join(map(str, steps))}) is readable; move them away to '
+                            'start over, or use another --workdir')
     return None
 
   def close(self):
@@ -148,7 +184,11 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
   model = factory.make_model(config)
   framing = factory.make_framing(config)
   tokens = jax.ShapeDtypeStruct((1, 1, framing.tokens_per_step), 'int32')
-  params_like = jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params']
+  # On this process's first device, whatever topology saved it (e.g. a multi-host run).
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  params_like = jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params'])
   folders = ('checkpoints', 'best') if step is not None else (
       (which, 'checkpoints') if which == 'best' else ('checkpoints',))
   saved = set()
@@ -162,14 +202,14 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
         step if step in steps.all_steps() else None)
     if chosen is None:
       continue
-    meta = steps.restore(chosen, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+    meta = read_meta(steps, chosen)
     check_config_matches(meta['config'], config, directory)
     try:
       params = steps.restore(chosen, args=ocp.args.Composite(
           params=ocp.args.StandardRestore(params_like)))['params']
     except Exception as e:  # Orbax raises many types for a damaged step.
       raise CheckpointError(f'cannot read the parameters of step {chosen} in {directory} '
-                            f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from None
+                            f'({_error_summary(e)})') from None
     return params, meta
   if step is not None and saved:
     raise CheckpointError(f'{workdir} has no saved step {step}; it has '

@@ -1,28 +1,53 @@
 """What `main.py` runs for each `--mode`, with user errors reported as one line."""
 
+import re
 import sys
 
 from absl import app
 from absl import flags
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import config_check
 from ttm_jax import demo
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import predict
 from ttm_jax import train
 
 MODES = ('train', 'eval', 'predict', 'trace', 'demo')
+# absl's message for a config override it cannot parse: `flag --config.x.y=value: why`.
+_OVERRIDE_ERROR_RE = re.compile(r'flag --(config\.[\w.]+)=(.*?): (.*)')
 USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
 
 
-def run(mode: str, config, workdir: str, problem: str = None, step: int = None) -> int:
-  """Runs `mode`; returns the exit code. Known failures print `error: ...` and return 1.
-  `step`: with mode 'eval', the saved step to evaluate instead of the best."""
+def usage_error(mode: str, config, problem: str = None, step: int = None) -> str:
+  """Why the command cannot run as given (a config that does not load or check out, a flag
+  that does not go with `mode`), or '' if it can."""
   try:
     config.keys()  # config_flags defers a config file's load error to the first access.
   except OSError as e:
     attempts = [line.strip() for line in str(e).splitlines() if line.strip()]
-    print(f'error: cannot load the config file: {attempts[-1]}', file=sys.stderr)
+    return f'cannot load the config file: {attempts[-1]}'
+  if step is not None and mode != 'eval':
+    return f'--step: only with --mode=eval, not --mode={mode}'
+  if problem is not None and mode != 'trace':
+    return f'--problem: only with --mode=trace, not --mode={mode}'
+  if problem is None and mode == 'trace':
+    return '--problem: required with --mode=trace, e.g. --problem=123x45'
+  try:
+    config_check.check(config)
+  except factory.ConfigError as e:
+    return str(e)
+  return ''
+
+
+def run(mode: str, config, workdir: str, problem: str = None, step: int = None) -> int:
+  """Runs `mode`; returns the exit code. A bad config or flag combination prints
+  `error: ...` and returns 2 before anything runs; other known failures print `error: ...`
+  and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best."""
+  message = usage_error(mode, config, problem, step)
+  if message:
+    print(f'error: {message}', file=sys.stderr)
     return 2
   try:
     if mode == 'train':
@@ -34,9 +59,9 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None) 
     if mode == 'demo':
       return demo.run_demo(config, workdir)
     if mode == 'trace':
-      evaluate.run_trace(config, workdir, problem)
+      predict.run_trace(config, workdir, problem)
       return 0
-    return evaluate.run_predict(config, workdir)
+    return predict.run_predict(config, workdir)
   except USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -46,6 +71,15 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None) 
     return 130
 
 
+def _unknown_field(name: str, argv) -> str:
+  """The dotted path, up to the unknown `name`, of the `--config.` override naming it."""
+  for arg in argv:
+    path = arg.partition('=')[0].lstrip('-').split('.')
+    if path[0] == 'config' and name in path[1:]:
+      return '.'.join(path[:path.index(name, 1) + 1])
+  return f'config.{name}'
+
+
 def _parse_flags(argv):
   """absl's flag parsing, with any error (unknown flag, bad value, a config typo such as
   `--config.train.batchsize=3` or `configs/mult.py:stag=3`) as one line and exit code 2."""
@@ -53,15 +87,26 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except Exception as e:  # Flag and config parsing raise many types.
     text = str(e).replace('\\n', '\n').replace("\\'", "'")
-    lines = [line.strip(' \'"') for line in text.splitlines() if line.strip(' \'"')]
+    lines = [line.strip() for line in text.splitlines() if line.strip(' \'"')]
     if isinstance(e, (AttributeError, KeyError)) and lines:
-      message = f"unknown config field '{lines[0]}'" + (f' ({lines[1]})' if lines[1:] else '')
+      name, *hint = [line.strip('\'"') for line in lines]
+      message = f'{_unknown_field(name, argv)}: unknown field' + (
+          f' ({hint[0]})' if hint else '')
     else:
-      message = lines[-1] if lines else type(e).__name__
+      message = lines[-1].removeprefix('ValueError: ') if lines else type(e).__name__
+      override = _OVERRIDE_ERROR_RE.fullmatch(message)
+      if override:
+        field, value, why = override.groups()
+        why = 'expected true or false' if 'Non-boolean' in why else why
+        message = f'{field}: {value!r}: {why}'
     print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
 
 
 def run_app(main):
-  """`absl.app.run(main)` with one-line flag and config errors."""
+  """`absl.app.run(main)` with one-line flag and config errors, and standard streams that do
+  not fail on text they cannot decode or encode (it is replaced or escaped instead)."""
+  sys.stdin.reconfigure(errors='replace')
+  sys.stdout.reconfigure(errors='backslashreplace')
+  sys.stderr.reconfigure(errors='backslashreplace')
   app.run(main, flags_parser=_parse_flags)

@@ -2,7 +2,8 @@
 
 For each problem it prints the answer and whether it is right, the time per step and in
 total, and how the memory changed: sparklines of the memory's norm and of the size of each
-step's change. Bad input gets one line and the prompt again; `quit` or Ctrl-D leaves.
+step's change. Bad input (a blank line included, as in `--mode=predict`) gets one `error:` line
+and the prompt again; `quit` or Ctrl-D leaves.
 """
 
 import sys
@@ -15,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import predict
 from ttm_jax import factory
 from ttm_jax import streaming
 from ttm_jax import tokens as tok
@@ -86,9 +88,9 @@ class Demo:
 def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
              stdout: TextIO = sys.stdout) -> int:
   """The interactive loop; returns the exit code (0)."""
-  params, _ = ckpt.load_params(workdir, config)
+  params, meta = ckpt.load_params(workdir, config)
+  max_digits = predict.checkpoint_digits(workdir, meta, config)
   demo = Demo(factory.make_model(config), params, config)
-  max_digits = demo.framing.max_digits
   stdout.write(f'TTM multiplication demo ({jax.devices()[0].platform}): type a problem like '
                f'123×45 or 123*45 (operands up to {max_digits} digits), or quit.\n')
   while True:
@@ -98,8 +100,6 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sy
     if not line or line.strip().lower() in ('quit', 'exit', 'q'):
       stdout.write('\n' if not line else '')
       return 0
-    if not line.strip():
-      continue
     try:
       a, b = tok.parse_problem(line, max_digits)
     except ValueError as e:

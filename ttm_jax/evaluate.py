@@ -1,13 +1,13 @@
 """Greedy decoding and accuracy: the periodic evaluation of training (`evaluate_stage`),
-`--mode=eval` (accuracy per size on held-out problems), `--mode=predict` (answers for problems
-read from a stream) and `--mode=trace`."""
+`--mode=eval` (accuracy per size on held-out problems), and the traced runs that write dump
+files (`trace_problems`). `--mode=predict` and `--mode=trace` are in `predict.py`."""
 
 import dataclasses
 import json
 import os
-import sys
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -118,10 +118,10 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
                    dump_dir: str, run: str = '', epoch: int = 0, batch: int = 0,
                    checkpoint: Optional[str] = None) -> List[str]:
   """Decodes `a×b` greedily with tracing on (`trace.py`); writes one dump per problem to
-  `dump_dir`.
+  `dump_dir` (in a multi-host run, process 0 writes them).
 
   Returns:
-    the paths written.
+    the paths written (none on the other processes).
   """
   a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
   digits = max(len(str(int(v))) for v in np.concatenate([a, b]))
@@ -131,6 +131,8 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
   with trace.capture(trace.Collector(recorder)):
     predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
                                              start, True)
+  if jax.process_index() != 0:
+    return []
   summary = model_summary(model, framing)
   paths = []
   for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),
@@ -273,51 +275,3 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   with open(os.path.join(workdir, name), 'w') as f:
     json.dump({'rows': rows, 'checkpoint_stage': stage, 'step': step}, f, indent=2)
   return rows
-
-
-def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
-  """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
-  returns the dump file's path."""
-  framing = factory.make_framing(config)
-  try:
-    a, b = tok.parse_problem(problem or '', framing.max_digits)
-  except ValueError as e:
-    raise factory.ConfigError(f'--problem: {e}') from None
-  params, _ = ckpt.load_params(workdir, config)
-  (path,) = trace_problems(factory.make_model(config), params, framing, np.array([a]),
-                           np.array([b]), os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
-                           checkpoint=workdir)
-  print(path)
-  return path
-
-
-def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str]) -> List[str]:
-  """One output line per input line: the product's digits, or `error: <why>`."""
-  framing = factory.make_framing(config)
-  outputs: List[str] = [''] * len(lines)
-  problems = {}
-  for i, line in enumerate(lines):
-    try:
-      problems[i] = tok.parse_problem(line, framing.max_digits)
-    except ValueError as e:
-      outputs[i] = f'error: {e}'
-  if problems:
-    index = list(problems)
-    a = np.array([problems[i][0] for i in index])
-    b = np.array([problems[i][1] for i in index])
-    digits = max(len(str(v)) for v in np.concatenate([a, b]))
-    decoded = decode_problems(model, params, framing, a, b, digits,
-                                    config.eval.batch_size)
-    for i, product in zip(index, decoded['products']):
-      outputs[i] = str(product) if product >= 0 else 'error: the model produced no number'
-  return outputs
-
-
-def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
-                stdout: TextIO = sys.stdout) -> int:
-  """Answers stdin's problems on stdout; returns 1 if any line was malformed, else 0."""
-  params, _ = ckpt.load_params(workdir, config)
-  lines = [line.rstrip('\n') for line in stdin]
-  outputs = predict_lines(factory.make_model(config), params, config, lines)
-  stdout.write(''.join(line + '\n' for line in outputs))
-  return int(any(line.startswith('error:') for line in outputs))

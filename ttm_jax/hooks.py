@@ -15,13 +15,18 @@ from ttm_jax.log import log
 
 
 class MetricsWriter:
-  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`."""
+  """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`; in a multi-host
+  run, process 0 writes them and the others write nothing."""
 
   def __init__(self, workdir: str):
-    self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    self.enabled = jax.process_index() == 0
+    if self.enabled:
+      self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
+      self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 
   def write(self, step: int, split: str, metrics: Dict[str, Any]):
+    if not self.enabled:
+      return
     for name, value in metrics.items():
       if isinstance(value, (int, float)):
         self.tb.add_scalar(f'{split}/{name}', value, step)
@@ -32,8 +37,9 @@ class MetricsWriter:
     self.jsonl.flush()
 
   def close(self):
-    self.tb.close()
-    self.jsonl.close()
+    if self.enabled:
+      self.tb.close()
+      self.jsonl.close()
 
 
 class StopFlag:

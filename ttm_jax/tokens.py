@@ -13,8 +13,9 @@ EOS_TOKEN = 11
 PAD_TOKEN = 12
 
 _SPECIAL_STRINGS = {TIMES_TOKEN: '×', EOS_TOKEN: '<EOS>', PAD_TOKEN: '<PAD>'}
-# `123×45`, `123*45`, `123 x 45` (spaces around the sign allowed, nothing else).
-_PROBLEM_RE = re.compile(r'^\s*(\d+)\s*[×*xX]\s*(\d+)\s*$')
+# `123×45`, `123*45`, `123 x 45`: ASCII digits only, spaces around the sign allowed.
+_PROBLEM_RE = re.compile(r'\s*([0-9]+)\s*[×*xX]\s*([0-9]+)\s*', re.ASCII)
+_SHOWN_CHARS = 40  # A problem quoted in an error message is cut to this many characters.
 
 
 def number_to_tokens(number: int) -> List[int]:
@@ -43,24 +44,34 @@ def pad_sequence(tokens: Sequence[int], length: int, pad: int = PAD_TOKEN) -> Li
   return list(tokens) + [pad] * (length - len(tokens))
 
 
+def _quoted(text: str) -> str:
+  """`text` for an error message: stripped, quoted with escapes, cut if long."""
+  text = text.strip()
+  return repr(text) if len(text) <= _SHOWN_CHARS else repr(text[:_SHOWN_CHARS]) + '...'
+
+
 def parse_problem(text: str, max_digits: int = None) -> Tuple[int, int]:
-  """Parses `123×45`, `123*45` or `123 x 45` into its operands.
+  """Parses `123×45`, `123*45` or `123 x 45` (ASCII digits) into its operands.
 
   Raises:
-    ValueError: naming the problem, for anything else or for an operand with more than
-      `max_digits` digits (when given).
+    ValueError: naming the problem, for an empty line, anything else malformed, or an operand
+      with more than `max_digits` digits (when given; checked before any conversion, so an
+      operand of any length gets this message).
   """
-  match = _PROBLEM_RE.match(text)
+  if not text.strip():
+    raise ValueError('empty line: expected a problem like 123×45')
+  match = _PROBLEM_RE.fullmatch(text)
   if not match:
-    raise ValueError(f'malformed problem {text.strip()!r}: expected two non-negative '
-                     'integers joined by ×, * or x, like 123×45')
-  a, b = (int(g) for g in match.groups())
+    raise ValueError(f'malformed problem {_quoted(text)}: expected two non-negative '
+                     'integers (ASCII digits) joined by ×, * or x, like 123×45')
   if max_digits is not None:
     for operand in match.groups():
-      if len(operand.lstrip('0') or '0') > max_digits:
-        raise ValueError(f'problem {text.strip()!r}: operand {operand} has more than '
-                         f'{max_digits} digits, the most this model was built for')
-  return a, b
+      digits = len(operand.lstrip('0') or '0')
+      if digits > max_digits:
+        raise ValueError(f'problem {_quoted(text)}: an operand has {digits} digits; the model '
+                         f'was trained on operands up to {max_digits} '
+                         f'digit{"" if max_digits == 1 else "s"}')
+  return int(match.group(1)), int(match.group(2))
 
 
 def problem_to_tokens(a: int, b: int) -> List[int]:

@@ -158,7 +158,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
     log.info('parameters from the best checkpoint in %s', tc.init_from)
-  ckpt.write_config(workdir, config)
+  if jax.process_index() == 0:
+    ckpt.write_config(workdir, config)
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
   train_steps = make_train_step(model, tx, config.optim, shardings)

@@ -6,7 +6,9 @@
 
 Every moderngl-window option works too (`--window`, `--size 1280x720`, `--backend`);
 `--screenshot` and `--benchmark` default to `--window headless --backend egl`. Without
-OpenGL 3.3 the viewer prints one error line and exits with status 2.
+OpenGL 3.3 the viewer prints one error line and exits with status 2; `--screenshot` and
+`--benchmark` print one error line and exit with status 1 when the folder or its dumps cannot
+be read (the interactive viewer shows the problem and keeps waiting).
 """
 
 import argparse
@@ -99,12 +101,16 @@ def main(argv: Optional[List[str]] = None) -> int:
   except GLUnavailable as e:
     print(f'viewer: error: {e}', file=sys.stderr)
     return 2
-  if values.screenshot:
+  if values.screenshot or values.benchmark:
     render_frames(app, SCREENSHOT_FRAMES)
+    problem = app.sequence_error or app.source.error
+    if problem:  # One-shot runs do not wait for a folder or dump to appear or be fixed.
+      print(f'viewer: error: {problem}', file=sys.stderr)
+      return 1
+  if values.screenshot:
     Image.fromarray(read_pixels(app)).save(values.screenshot)
     print(f'viewer: wrote {values.screenshot}')
   elif values.benchmark:
-    render_frames(app, SCREENSHOT_FRAMES)
     seconds = render_frames(app, values.benchmark)
     width, height = app.wnd.buffer_size
     print(f'viewer: benchmark {values.benchmark} frames at {width}x{height}, '

@@ -1,0 +1,135 @@
+"""`python main.py ...` as a user runs it: each bad input is one `error:` line, the right exit
+code, and nothing saved is modified."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
+
+
+@pytest.fixture(name='workdir')
+def fixture_workdir(tmp_path):
+  """A private copy of the shipped checkpoint."""
+  return str(shutil.copytree(SHIPPED, tmp_path / 'mult'))
+
+
+def main(*args, stdin=''):
+  return subprocess.run([sys.executable, 'main.py', *args], cwd=ROOT, input=stdin,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--config=configs/mult.py:runlocal', '--config.train.steps_per_epoch=0'],
+     'error: config.train.steps_per_epoch: expected an integer at least 1, got 0'),
+    (['--config=configs/mult.py', '--config.eval.batch_size=0'],
+     'error: config.eval.batch_size: expected an integer at least 1, got 0'),
+    (['--config=configs/mult.py', '--config.eval.sizes=1x1x1'],
+     """error: config.eval.sizes: '1x1x1': expected rows like "1x1,2x1,3x3,1-9999" (AxB: """
+     'digits of each operand, at least 1x1; L-H: both operands from L to H)'),
+    (['--config=configs/mult.py', '--config.eval.sizes=0x1'],
+     """error: config.eval.sizes: '0x1': expected rows like "1x1,2x1,3x3,1-9999" (AxB: """
+     'digits of each operand, at least 1x1; L-H: both operands from L to H)'),
+    (['--config=configs/mult.py', '--config.task.max_digits=2'],
+     "error: config.task.max_digits: 2 is too small for the stages '1,2,5,3,6,4,7': they need "
+     '4'),
+    (['--config=configs/mult.py:runlocal=False', '--config.model.num_heads=5'],
+     'error: config.model.hidden_size: 64 is not divisible by config.model.num_heads=5'),
+    (['--config=configs/mult.py:runlocal=maybe'],
+     "error: config argument runlocal: expected true, false, 1 or 0, got 'maybe'"),
+    (['--config=configs/mult.py:stage=abc'],
+     "error: config argument stage: expected a non-negative integer, got 'abc'"),
+    (['--config=configs/mult.py', '--config.train.batchsize=3'],
+     'error: config.train.batchsize: unknown field (Did you mean "batch_size" instead of '
+     '"batchsize"?)'),
+    (['--config=configs/mult.py', '--config.train.augment=maybe'],
+     "error: config.train.augment: 'maybe': expected true or false"),
+    (['--config=configs/mult.py', '--config.train.batch_size=abc'],
+     "error: config.train.batch_size: 'abc': invalid literal for int() with base 10: 'abc'"),
+    (['--config=configs/mult.py', '--mode=predict', '--step=3'],
+     'error: --step: only with --mode=eval, not --mode=predict'),
+    (['--config=configs/mult.py', '--mode=eval', '--problem=1x2'],
+     'error: --problem: only with --mode=trace, not --mode=eval'),
+    (['--config=configs/mult.py', '--mode=trace'],
+     'error: --problem: required with --mode=trace, e.g. --problem=123x45'),
+])
+def test_bad_config_or_flags_exit_2_before_anything_runs(workdir, digest, args, error):
+  before = digest(workdir)
+  result = main(*args, f'--workdir={workdir}')
+  assert (result.returncode, result.stderr) == (2, error + '\n')
+  assert digest(workdir) == before
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+  result = main('--config=configs/nope.py', f'--workdir={tmp_path}')
+  assert (result.returncode, result.stderr) == (
+      2, "error: cannot load the config file: [Errno 2] No such file or directory: "
+      "'configs/nope.py'\n")
+  assert not os.listdir(tmp_path)
+
+
+def test_predict_from_a_user_s_point_of_view(workdir, digest):
+  before = digest(workdir)
+  lines = ['12x3', '١٢×٣', '１２×３', '99999x2', '', '7' * 5000 + 'x2', '999 * 9']
+  result = main('--config=configs/mult.py', f'--workdir={workdir}', '--mode=predict',
+                stdin=''.join(line + '\n' for line in lines))
+  malformed = ('expected two non-negative integers (ASCII digits) joined by ×, * or x, like '
+               '123×45')
+  assert result.stdout.splitlines() == [
+      '36',
+      f"error: malformed problem '١٢×٣': {malformed}",
+      f"error: malformed problem '１２×３': {malformed}",
+      "error: problem '99999x2': an operand has 5 digits; the model was trained on operands up "
+      'to 3 digits',
+      'error: empty line: expected a problem like 123×45',
+      f"error: problem {'7' * 40!r}...: an operand has 5000 digits; the model was trained on "
+      'operands up to 3 digits',
+      '8991']
+  assert result.returncode == 1 and result.stderr == ''
+  assert digest(workdir) == before
+
+
+def test_undecodable_input_is_an_error_line(workdir):
+  result = subprocess.run(
+      [sys.executable, 'main.py', '--config=configs/mult.py', f'--workdir={workdir}',
+       '--mode=predict'], cwd=ROOT, input=b'\xff\xfe\n7x8\n', capture_output=True, timeout=300)
+  assert result.stdout.decode().splitlines() == [
+      "error: malformed problem '\ufffd\ufffd': expected two non-negative integers (ASCII "
+      'digits) joined by ×, * or x, like 123×45', '56']
+  assert result.returncode == 1
+
+
+@pytest.mark.parametrize('mode', ['eval', 'predict', 'demo', 'trace'])
+def test_corrupt_meta_is_one_line_in_every_mode(workdir, digest, mode):
+  with open(os.path.join(workdir, 'best', '34501', 'meta', 'metadata'), 'w') as f:
+    f.write('{"curriculum": ')
+  before = digest(workdir)
+  extra = ['--problem=12x3'] if mode == 'trace' else []
+  result = main('--config=configs/mult.py', f'--workdir={workdir}', f'--mode={mode}', *extra,
+                stdin='12x3\n')
+  best = os.path.join(workdir, 'best')
+  assert result.stderr == (f'error: cannot read the metadata of step 34501 in {best} '
+                           '(JSONDecodeError: Expecting value: line 1 column 16 (char 15))\n')
+  assert result.returncode == 1
+  assert digest(workdir) == before
+
+
+def test_missing_workdir_is_one_line_and_is_not_created(tmp_path):
+  missing = str(tmp_path / 'nope')
+  result = main('--config=configs/mult.py', f'--workdir={missing}', '--mode=predict',
+                stdin='12x3\n')
+  assert result.stderr == f'error: no checkpoint in {missing} (looked in best/ and checkpoints/)\n'
+  assert result.returncode == 1 and not os.path.exists(missing)
+
+
+def test_training_into_the_shipped_export_is_refused(workdir, digest):
+  before = digest(workdir)
+  result = main('--config=configs/mult.py', f'--workdir={workdir}')
+  assert result.returncode == 1
+  assert result.stderr.startswith(f'error: {workdir} has a best checkpoint but no checkpoints/')
+  assert len(result.stderr.splitlines()) == 1
+  assert {k: v for k, v in digest(workdir).items() if not k.startswith('checkpoints')} == before

@@ -1,0 +1,124 @@
+"""Config checking: every field has a rule, the shipped configs pass, bad values are named."""
+
+import pytest
+
+from configs import mult
+from ttm_jax import config_check
+from ttm_jax import factory
+
+CONFIG_ARGS = ('', 'runlocal', 'paper', 'stage=3')
+
+
+@pytest.mark.parametrize('arg', CONFIG_ARGS)
+def test_every_field_has_a_rule_and_the_configs_pass(arg):
+  config = mult.get_config(arg)
+  assert sorted(config_check.fields(config)) == sorted(config_check.RULES)
+  config_check.check(config)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('train.steps_per_epoch', 0, 'config.train.steps_per_epoch: expected an integer at least 1, '
+     'got 0'),
+    ('eval.batch_size', 0, 'config.eval.batch_size: expected an integer at least 1, got 0'),
+    ('eval.sizes', '1x1x1', "config.eval.sizes: '1x1x1': expected rows like"),
+    ('eval.sizes', '0x1', "config.eval.sizes: '0x1': expected rows like"),
+    ('eval.sizes', '1x1,99-10', "config.eval.sizes: '99-10': the range runs from 99 down"),
+    ('eval.sizes', '1-999999', "config.eval.sizes: '1-999999' has operands of 6 digits"),
+    ('train.steps_per_call', 7, 'config.train.steps_per_call: 7 does not divide '
+     'config.train.steps_per_epoch=200'),
+    ('optim.plateau_factor', 0.0, 'config.optim.plateau_factor: expected a number in (0, 1]'),
+    ('eval.sizes', '6x6', "config.eval.sizes: '6x6' has operands of 6 digits; "
+     'config.task.max_digits is 5'),
+    ('task.max_digits', 2, "config.task.max_digits: 2 is too small for the stages "
+     "'1,2,5,3,6,4,7': they need 4"),
+    ('model.num_heads', 3, 'config.model.hidden_size: 64 is not divisible by '
+     'config.model.num_heads=3'),
+    ('model.memory_mode', 'TLX', "config.model.memory_mode: 'TLX' is not one of 'TL', "),
+    ('model.kind', 'transformer', "config.model.kind: 'transformer' reads one token per step"),
+    ('model.dropout_rate', 1.0, 'config.model.dropout_rate: expected a number in [0, 1), got 1.0'),
+    ('optim.peak_lr', float('nan'), 'config.optim.peak_lr: expected a finite number, got nan'),
+    ('optim.eps', 0.0, 'config.optim.eps: expected a number in (0, inf], got 0.0'),
+    ('train.stages', '1,9', 'config.train.stages: expected distinct stages in 1..7, got [1, 9]'),
+    ('train.stages', '1;2', "config.train.stages: '1;2': expected stage numbers separated"),
+    ('train.start_stage', 8, 'config.train.start_stage: expected an integer between 1 and 7, '
+     'got 8'),
+    ('train.init_from', '/no/such/run', "config.train.init_from: '/no/such/run' is not a "
+     'directory'),
+    ('trace.every_epochs', 0, 'config.trace.every_epochs: expected an integer at least 1, got 0'),
+    ('checkpoint.keep', 0, 'config.checkpoint.keep: expected an integer at least 1, got 0'),
+])
+def test_a_bad_value_names_its_field(field, value, message):
+  config = mult.get_config()
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(factory.ConfigError) as raised:
+    config_check.check(config)
+  assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_last_stage_before_start_stage():
+  config = mult.get_config('stage=3')
+  config.train.last_stage = 2
+  with pytest.raises(factory.ConfigError, match=r"^config.train.last_stage: stage 2 comes "
+                     r"before config.train.start_stage=3 in '1,2,5,3,6,4,7'$"):
+    config_check.check(config)
+
+
+def test_last_stage_not_in_the_stage_order():
+  config = mult.get_config()
+  config.train.stages = '1,2,5'
+  with pytest.raises(factory.ConfigError, match=r"^config.train.last_stage: stage 7 is not in "
+                     r"config.train.stages='1,2,5'$"):
+    config_check.check(config)
+
+
+def test_a_wrong_type_from_a_config_file_is_named():
+  config = mult.get_config()
+  with config.unlocked():
+    del config.train.augment
+    config.train.augment = 'yes'  # What a hand-written config file might hold.
+  with pytest.raises(factory.ConfigError,
+                     match=r"^config.train.augment: expected true or false, got 'yes'$"):
+    config_check.check(config)
+
+
+def test_unknown_and_missing_fields():
+  config = mult.get_config()
+  with config.unlocked():
+    config.train.batchsize = 3
+  with pytest.raises(factory.ConfigError, match=r'^config.train.batchsize: unknown field$'):
+    config_check.check(config)
+  config = mult.get_config()
+  with config.unlocked():
+    del config.eval.seed
+  with pytest.raises(factory.ConfigError, match=r'^config.eval.seed: missing$'):
+    config_check.check(config)
+
+
+@pytest.mark.parametrize('arg, expected', [
+    ('', {'stage': 0, 'runlocal': False, 'paper': False}),
+    ('runlocal', {'stage': 0, 'runlocal': True, 'paper': False}),
+    ('runlocal=False', {'stage': 0, 'runlocal': False, 'paper': False}),
+    ('runlocal=0,paper=TRUE', {'stage': 0, 'runlocal': False, 'paper': True}),
+    ('stage=3,runlocal=1', {'stage': 3, 'runlocal': True, 'paper': False}),
+])
+def test_config_arguments_parse_booleans_strictly(arg, expected):
+  assert mult.parse_arg(arg) == expected
+
+
+def test_runlocal_false_is_the_default_model():
+  assert mult.get_config('runlocal=false').to_dict() == mult.get_config().to_dict()
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('runlocal=maybe', "config argument runlocal: expected true, false, 1 or 0, got 'maybe'"),
+    ('runlocal=', "config argument runlocal: expected true, false, 1 or 0, got ''"),
+    ('stage=abc', "config argument stage: expected a non-negative integer, got 'abc'"),
+    ('stage', "config argument stage: expected a non-negative integer, got ''"),
+    ('stage=٣', "config argument stage: expected a non-negative integer, got '٣'"),
+    ('stag=3', 'config argument stag: unknown; known: stage, runlocal, paper'),
+])
+def test_bad_config_arguments(arg, message):
+  with pytest.raises(ValueError) as raised:
+    mult.parse_arg(arg)
+  assert str(raised.value) == message

@@ -1,0 +1,146 @@
+"""--mode=predict and --mode=trace with the shipped checkpoint (`checkpoints/mult`, 100% on 1×1,
+2×1 and 2×2): exact answers, the trained operand length, streaming, and random text."""
+
+import io
+import json
+import os
+import shutil
+import threading
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+import numpy as np
+import pytest
+
+from configs import mult
+from ttm_jax import checkpoint as ckpt
+from ttm_jax import demo
+from ttm_jax import predict
+from ttm_jax import factory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
+SHIPPED_DIGITS = 3  # Its curriculum stage 6 (1-999) in the order 1,2,5,3,6 of its config.json.
+
+
+@pytest.fixture(scope='module')
+def shipped():
+  """`(config, model, params, meta)` of the shipped checkpoint."""
+  config = mult.get_config()
+  params, meta = ckpt.load_params(SHIPPED, config)
+  return config, factory.make_model(config), params, meta
+
+
+def test_shipped_checkpoint_answers_2x2_exactly(shipped):
+  config, model, params, _ = shipped  # (Every 1×1: test_checkpoint.py.)
+  rng = np.random.default_rng(0)
+  problems = [tuple(pair) for pair in rng.integers(10, 100, size=(300, 2)).tolist()]
+  lines = [f'{a}×{b}' for a, b in problems]
+  assert predict.predict_lines(model, params, config, lines, SHIPPED_DIGITS) == [
+      str(a * b) for a, b in problems]
+
+
+def test_an_answer_does_not_depend_on_the_lines_around_it(shipped):
+  config, model, params, _ = shipped
+  alone = predict.predict_lines(model, params, config, ['123x45'], SHIPPED_DIGITS)
+  mixed = predict.predict_lines(model, params, config, ['7x8', 'junk', '123x45', '12x34'],
+                                 SHIPPED_DIGITS)
+  assert mixed == ['56', mixed[1], alone[0], '408']
+  assert alone == [demo.Demo(model, params, config).report(123, 45)[0].split()[2]]
+
+
+def test_checkpoint_digits_of_the_shipped_checkpoint(shipped):
+  config, _, _, meta = shipped
+  assert meta['curriculum']['stage'] == 6
+  assert predict.checkpoint_digits(SHIPPED, meta, config) == SHIPPED_DIGITS
+
+
+def test_checkpoint_digits_follow_the_recorded_stage_order(tmp_path, shipped):
+  config, _, _, meta = shipped
+  workdir = str(tmp_path)
+  recorded = mult.get_config()
+  recorded.train.update(stages='1,2,3,4,5,6', last_stage=6)
+  ckpt.write_config(workdir, recorded)
+  assert predict.checkpoint_digits(workdir, meta, config) == 4  # Stage 4 (4 digits) came first.
+  os.remove(os.path.join(workdir, ckpt.CONFIG_FILE))  # None recorded: the config's order.
+  assert predict.checkpoint_digits(workdir, meta, config) == 3
+  assert predict.checkpoint_digits(workdir, {'curriculum': {'stage': 2}}, config) == 2
+
+
+def test_checkpoint_digits_without_a_recorded_stage_assume_the_last_stage(tmp_path, caplog):
+  config = mult.get_config()
+  config.train.update(stages='1,2,3,4', last_stage=3)
+  assert predict.checkpoint_digits(str(tmp_path), {'config': {}}, config) == 3
+  assert 'records no curriculum stage' in caplog.text
+
+
+def test_predict_answers_past_the_trained_length_with_an_error(shipped):
+  config, model, params, _ = shipped
+  out = predict.predict_lines(model, params, config, ['99999x2', '1234x5', '999x9'],
+                               SHIPPED_DIGITS)
+  assert out == [
+      "error: problem '99999x2': an operand has 5 digits; the model was trained on operands "
+      'up to 3 digits',
+      "error: problem '1234x5': an operand has 4 digits; the model was trained on operands up "
+      'to 3 digits',
+      '8991']
+
+
+def test_run_predict_streams_before_the_input_ends(tmp_path):
+  config = mult.get_config()
+  read_end, write_end = os.pipe()
+  stdout = io.StringIO()
+  first = predict.PREDICT_CHUNK
+  seen_before_end = threading.Event()
+
+  def write():
+    with os.fdopen(write_end, 'w') as pipe:
+      pipe.write('3x4\n' * first)
+      pipe.flush()
+      for _ in range(6000):  # Up to 300 s for the model to load and answer.
+        if stdout.getvalue().count('\n') >= first:
+          seen_before_end.set()
+          break
+        threading.Event().wait(0.05)
+      pipe.write('5x6\n' * 10)
+
+  writer = threading.Thread(target=write)
+  writer.start()
+  with os.fdopen(read_end) as stdin:
+    code = predict.run_predict(config, SHIPPED, stdin, stdout)
+  writer.join()
+  assert code == 0
+  assert seen_before_end.is_set()
+  assert stdout.getvalue() == '12\n' * first + '30\n' * 10
+
+
+LINE_TEXT = st.text(st.characters(blacklist_characters='\n\r'), max_size=12)
+PROBLEM_TEXT = st.builds('{}{}{}'.format, st.integers(0, 10**6), st.sampled_from('×*xX+ '),
+                         st.integers(0, 10**6))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(LINE_TEXT, PROBLEM_TEXT), max_size=12))
+def test_predict_stream_answers_every_line_with_digits_or_one_error(shipped, lines):
+  config, model, params, _ = shipped
+  stdout = io.StringIO()
+  failed = predict.predict_stream(model, params, config, SHIPPED_DIGITS,
+                                   io.StringIO(''.join(line + '\n' for line in lines)), stdout)
+  out = stdout.getvalue().split('\n')
+  assert out[-1] == '' and len(out) - 1 == len(lines)
+  for line, answer in zip(lines, out):
+    assert answer.isdigit() or answer.startswith('error: '), (line, answer)
+  assert failed == any(answer.startswith('error: ') for answer in out)
+
+
+def test_trace_of_a_problem_past_the_trained_length_is_an_error(tmp_path):
+  workdir = shutil.copytree(SHIPPED, tmp_path / 'mult')
+  config = mult.get_config()
+  config.trace.num_examples = 0
+  with pytest.raises(factory.ConfigError, match="^--problem: problem '1234x5': an operand has "
+                     '4 digits; the model was trained on operands up to 3 digits$'):
+    predict.run_trace(config, str(workdir), '1234x5')
+  path = predict.run_trace(config, str(workdir), '12x34')
+  assert json.load(open(os.path.join(workdir, 'dumps', 'index.json')))
+  assert os.path.basename(path) in os.listdir(os.path.join(workdir, 'dumps'))

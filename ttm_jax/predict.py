@@ -1,0 +1,113 @@
+"""Problems a person gives: `--mode=predict` (answers for problems read from a stream) and
+`--mode=trace` (one problem traced into dump files), for operands no longer than the checkpoint
+was trained on (`checkpoint_digits`)."""
+
+import itertools
+import os
+import sys
+from typing import Dict, Iterable, Iterator, List, TextIO
+
+import ml_collections
+import numpy as np
+
+from ttm_jax import checkpoint as ckpt
+from ttm_jax import curriculum
+from ttm_jax import data as data_lib
+from ttm_jax import evaluate
+from ttm_jax import factory
+from ttm_jax import tokens as tok
+from ttm_jax.log import log
+
+PREDICT_CHUNK = 256  # Lines --mode=predict reads, answers and flushes at a time.
+
+
+def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDict) -> int:
+  """The longest operand, in digits, that the checkpoint in `workdir` was trained on: the
+  largest over the curriculum stages up to and including the stage its `meta` records, in the
+  stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
+  stage counts the stages up to `train.last_stage`, and says so."""
+  recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
+  tc = ckpt.read_config(workdir).train if recorded else config.train
+  order = curriculum.stage_order(tc)
+  stage = meta.get('curriculum', {}).get('stage')
+  if stage not in order:
+    log.warning('the checkpoint in %s records no curriculum stage; assuming it was trained on '
+                'the stages %s up to train.last_stage=%d', workdir, tc.stages, tc.last_stage)
+    stage = tc.last_stage if tc.last_stage in order else order[-1]
+  return max(data_lib.stage_digits(s) for s in order[:order.index(stage) + 1])
+
+
+def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
+  """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
+  returns the dump file's path ('' on the processes other than 0 of a multi-host run)."""
+  params, meta = ckpt.load_params(workdir, config)
+  try:
+    a, b = tok.parse_problem(problem, checkpoint_digits(workdir, meta, config))
+  except ValueError as e:
+    raise factory.ConfigError(f'--problem: {e}') from None
+  paths = evaluate.trace_problems(factory.make_model(config), params,
+                                  factory.make_framing(config), np.array([a]), np.array([b]),
+                                  os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
+                                  checkpoint=workdir)
+  for path in paths:  # None on the processes other than 0 of a multi-host run.
+    print(path)
+  return paths[0] if paths else ''
+
+
+def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str],
+                  max_digits: int) -> List[str]:
+  """One output line per input line: the product's digits, or `error: <why>`.
+
+  Operands may have up to `max_digits` digits (`checkpoint_digits`). Each problem is decoded
+  over the steps its own operands need, in padded batches of `PREDICT_CHUNK`, so its answer
+  does not depend on the lines around it.
+  """
+  framing = factory.make_framing(config)
+  outputs: List[str] = [''] * len(lines)
+  by_digits: Dict[int, List[int]] = {}
+  operands = {}
+  for i, line in enumerate(lines):
+    try:
+      operands[i] = tok.parse_problem(line, max_digits)
+    except ValueError as e:
+      outputs[i] = f'error: {e}'
+      continue
+    by_digits.setdefault(max(len(str(v)) for v in operands[i]), []).append(i)
+  for digits, index in sorted(by_digits.items()):
+    padding = [(0, 0)] * (-len(index) % PREDICT_CHUNK)
+    a, b = np.array([operands[i] for i in index] + padding, np.int64).T
+    decoded = evaluate.decode_problems(model, params, framing, a, b, digits, PREDICT_CHUNK)
+    for i, product in zip(index, decoded['products']):
+      outputs[i] = str(product) if product >= 0 else 'error: the model produced no number'
+  return outputs
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[List[str]]:
+  """Lists of up to `size` lines (without their line ends) as they arrive."""
+  lines = iter(lines)
+  while chunk := list(itertools.islice(lines, size)):
+    yield [line.rstrip('\r\n') for line in chunk]
+
+
+def predict_stream(model, params, config: ml_collections.ConfigDict, max_digits: int,
+                   stdin: TextIO, stdout: TextIO) -> bool:
+  """Answers `stdin`'s problems on `stdout`, one line per line (see `predict_lines`), reading,
+  answering and flushing `PREDICT_CHUNK` lines at a time (one at a time from a terminal), so
+  any length of input streams in bounded memory. Returns whether any line was an error."""
+  failed = False
+  for chunk in _chunks(stdin, 1 if stdin.isatty() else PREDICT_CHUNK):
+    outputs = predict_lines(model, params, config, chunk, max_digits)
+    stdout.write(''.join(line + '\n' for line in outputs))
+    stdout.flush()
+    failed = failed or any(line.startswith('error:') for line in outputs)
+  return failed
+
+
+def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
+                stdout: TextIO = sys.stdout) -> int:
+  """`predict_stream` with the workdir's best checkpoint, for operands up to the digits it was
+  trained on (`checkpoint_digits`); returns 1 if any line was an error, else 0."""
+  params, meta = ckpt.load_params(workdir, config)
+  max_digits = checkpoint_digits(workdir, meta, config)
+  return int(predict_stream(factory.make_model(config), params, config, max_digits, stdin,
+                            stdout))
