@@ -12,9 +12,10 @@ import pytest
 from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
-from ttm_jax import predict
+from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import optim
+from ttm_jax import predict
 from ttm_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,6 +62,18 @@ def test_fresh_products_as_often_as_the_recorded_table_says(shipped, size):
   right = sum(answer == str(x * y) for answer, x, y in zip(answers, a, b))
   rate = recorded[size]['exact_match']
   assert abs(right - 100 * rate) <= max(4 * np.sqrt(100 * rate * (1 - rate)), 3)
+
+
+def test_held_out_3x3_as_often_as_the_recorded_table_says(shipped):
+  # 300 held-out 3×3 problems the table never saw (another seed), with the same binomial bound.
+  model, params, config, recorded = shipped
+  a, b, which = evaluate.evaluation_problems(np.random.default_rng(2026), 100, 999, 100, 999,
+                                             300)
+  assert which == 'held-out' and len(a) == 300 and data.held_out_mask(a, b).all()
+  decoded = evaluate.decode_problems(model, params, factory.make_framing(config), a, b, 3, 300)
+  right = int(np.sum(decoded['products'] == a * b))
+  rate = recorded['3x3']['exact_match']
+  assert abs(right - 300 * rate) <= max(4 * np.sqrt(300 * rate * (1 - rate)), 3), right
 
 
 def test_predict_mode_on_the_shipped_checkpoint():

@@ -16,8 +16,9 @@ import pytest
 from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import demo
-from ttm_jax import predict
+from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
@@ -53,7 +54,7 @@ def test_an_answer_does_not_depend_on_the_lines_around_it(shipped):
 def test_checkpoint_digits_of_the_shipped_checkpoint(shipped):
   config, _, _, meta = shipped
   assert meta['curriculum']['stage'] == 6
-  assert predict.checkpoint_digits(SHIPPED, meta, config) == SHIPPED_DIGITS
+  assert evaluate.checkpoint_digits(SHIPPED, meta, config) == SHIPPED_DIGITS
 
 
 def test_checkpoint_digits_follow_the_recorded_stage_order(tmp_path, shipped):
@@ -62,16 +63,16 @@ def test_checkpoint_digits_follow_the_recorded_stage_order(tmp_path, shipped):
   recorded = mult.get_config()
   recorded.train.update(stages='1,2,3,4,5,6', last_stage=6)
   ckpt.write_config(workdir, recorded)
-  assert predict.checkpoint_digits(workdir, meta, config) == 4  # Stage 4 (4 digits) came first.
+  assert evaluate.checkpoint_digits(workdir, meta, config) == 4  # Stage 4 (4 digits) came first.
   os.remove(os.path.join(workdir, ckpt.CONFIG_FILE))  # None recorded: the config's order.
-  assert predict.checkpoint_digits(workdir, meta, config) == 3
-  assert predict.checkpoint_digits(workdir, {'curriculum': {'stage': 2}}, config) == 2
+  assert evaluate.checkpoint_digits(workdir, meta, config) == 3
+  assert evaluate.checkpoint_digits(workdir, {'curriculum': {'stage': 2}}, config) == 2
 
 
 def test_checkpoint_digits_without_a_recorded_stage_assume_the_last_stage(tmp_path, caplog):
   config = mult.get_config()
   config.train.update(stages='1,2,3,4', last_stage=3)
-  assert predict.checkpoint_digits(str(tmp_path), {'config': {}}, config) == 3
+  assert evaluate.checkpoint_digits(str(tmp_path), {'config': {}}, config) == 3
   assert 'records no curriculum stage' in caplog.text
 
 

@@ -66,8 +66,9 @@ def run_variant(name: str, workdir: str, steps: int, arg: str = None):
   summary = train.train_and_evaluate(config, workdir)
   seconds = time.perf_counter() - start
   model = factory.make_model(config)
-  params, _ = ckpt.load_params(workdir, config, which='latest')
-  rows = evaluate.evaluate_sizes(model, params, config)
+  params, meta = ckpt.load_params(workdir, config, which='latest')
+  rows = evaluate.evaluate_sizes(model, params, config,
+                                 evaluate.checkpoint_digits(workdir, meta, config))
   print(f'{name}:\n{evaluate.format_table(rows)}', flush=True)
   train_rows, _ = plot_lib.read_metrics(workdir)
   result = {

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
-from ttm_jax import predict
+from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import streaming
 from ttm_jax import tokens as tok
@@ -89,7 +89,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sy
              stdout: TextIO = sys.stdout) -> int:
   """The interactive loop; returns the exit code (0)."""
   params, meta = ckpt.load_params(workdir, config)
-  max_digits = predict.checkpoint_digits(workdir, meta, config)
+  max_digits = evaluate.checkpoint_digits(workdir, meta, config)
   demo = Demo(factory.make_model(config), params, config)
   stdout.write(f'TTM multiplication demo ({jax.devices()[0].platform}): type a problem like '
                f'123×45 or 123*45 (operands up to {max_digits} digits), or quit.\n')

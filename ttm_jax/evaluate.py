@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import curriculum
 from ttm_jax import data as data_lib
 from ttm_jax import dumps
 from ttm_jax import factory
@@ -209,20 +210,29 @@ def row_name(low_a: int, high_a: int, low_b: int, high_b: int) -> str:
       f'{low_a}-{high_a}x{low_b}-{high_b}'
 
 
-def trained_digits(config: ml_collections.ConfigDict) -> int:
-  """The longest operand the config's curriculum trains on (through `train.last_stage`)."""
-  order = [int(s) for s in str(config.train.stages).split(',')]
-  stages = order[:order.index(config.train.last_stage) + 1] \
-      if config.train.last_stage in order else order
-  return max(data_lib.stage_digits(s) for s in stages)
+def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDict) -> int:
+  """The longest operand, in digits, that the checkpoint in `workdir` was trained on: the
+  largest over the curriculum stages up to and including the stage its `meta` records, in the
+  stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
+  stage counts the stages up to `train.last_stage`, and says so."""
+  recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
+  tc = ckpt.read_config(workdir).train if recorded else config.train
+  order = curriculum.stage_order(tc)
+  stage = meta.get('curriculum', {}).get('stage')
+  if stage not in order:
+    log.warning('the checkpoint in %s records no curriculum stage; assuming it was trained on '
+                'the stages %s up to train.last_stage=%d', workdir, tc.stages, tc.last_stage)
+    stage = tc.last_stage if tc.last_stage in order else order[-1]
+  return max(data_lib.stage_digits(s) for s in order[:order.index(stage) + 1])
 
 
-def evaluate_sizes(model, params, config: ml_collections.ConfigDict) -> List[Dict]:
+def evaluate_sizes(model, params, config: ml_collections.ConfigDict,
+                   trained_digits: int) -> List[Dict]:
   """Exact-match and per-position accuracy per table row (`config.eval.sizes`) on held-out
-  problems (`evaluation_problems`, drawn with `config.eval.seed`)."""
+  problems (`evaluation_problems`, drawn with `config.eval.seed`); rows with operands longer
+  than `trained_digits` (`checkpoint_digits`) are marked as length tests."""
   framing = factory.make_framing(config)
   rng = np.random.default_rng(config.eval.seed)
-  longest = trained_digits(config)
   rows = []
   for ranges in parse_sizes(config.eval.sizes):
     digits = len(str(max(ranges[1], ranges[3])))
@@ -233,7 +243,7 @@ def evaluate_sizes(model, params, config: ml_collections.ConfigDict) -> List[Dic
     decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
     acc = accuracy_of(decoded)
     rows.append({'size': row_name(*ranges), 'count': len(a), 'problems': problems,
-                 'longer_than_trained': digits > longest,
+                 'longer_than_trained': digits > trained_digits,
                  'exact_match': float(np.mean(decoded['products'] == a * b)),
                  'position_accuracy': acc['position_accuracy']})
   return rows
@@ -260,7 +270,7 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   problems of each size into `workdir/dumps`."""
   params, meta = ckpt.load_params(workdir, config, step=step)
   model = factory.make_model(config)
-  rows = evaluate_sizes(model, params, config)
+  rows = evaluate_sizes(model, params, config, checkpoint_digits(workdir, meta, config))
   print(format_table(rows))
   count = config.trace.num_examples
   if count:

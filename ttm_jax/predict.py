@@ -1,6 +1,6 @@
 """Problems a person gives: `--mode=predict` (answers for problems read from a stream) and
 `--mode=trace` (one problem traced into dump files), for operands no longer than the checkpoint
-was trained on (`checkpoint_digits`)."""
+was trained on (`evaluate.checkpoint_digits`)."""
 
 import itertools
 import os
@@ -11,30 +11,11 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
-from ttm_jax import curriculum
-from ttm_jax import data as data_lib
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import tokens as tok
-from ttm_jax.log import log
 
 PREDICT_CHUNK = 256  # Lines --mode=predict reads, answers and flushes at a time.
-
-
-def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDict) -> int:
-  """The longest operand, in digits, that the checkpoint in `workdir` was trained on: the
-  largest over the curriculum stages up to and including the stage its `meta` records, in the
-  stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
-  stage counts the stages up to `train.last_stage`, and says so."""
-  recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
-  tc = ckpt.read_config(workdir).train if recorded else config.train
-  order = curriculum.stage_order(tc)
-  stage = meta.get('curriculum', {}).get('stage')
-  if stage not in order:
-    log.warning('the checkpoint in %s records no curriculum stage; assuming it was trained on '
-                'the stages %s up to train.last_stage=%d', workdir, tc.stages, tc.last_stage)
-    stage = tc.last_stage if tc.last_stage in order else order[-1]
-  return max(data_lib.stage_digits(s) for s in order[:order.index(stage) + 1])
 
 
 def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
@@ -42,7 +23,7 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
   returns the dump file's path ('' on the processes other than 0 of a multi-host run)."""
   params, meta = ckpt.load_params(workdir, config)
   try:
-    a, b = tok.parse_problem(problem, checkpoint_digits(workdir, meta, config))
+    a, b = tok.parse_problem(problem, evaluate.checkpoint_digits(workdir, meta, config))
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
   paths = evaluate.trace_problems(factory.make_model(config), params,
@@ -58,7 +39,7 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
                   max_digits: int) -> List[str]:
   """One output line per input line: the product's digits, or `error: <why>`.
 
-  Operands may have up to `max_digits` digits (`checkpoint_digits`). Each problem is decoded
+  Operands may have up to `max_digits` digits (`evaluate.checkpoint_digits`). Each problem is decoded
   over the steps its own operands need, in padded batches of `PREDICT_CHUNK`, so its answer
   does not depend on the lines around it.
   """
@@ -106,8 +87,8 @@ def predict_stream(model, params, config: ml_collections.ConfigDict, max_digits:
 def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
                 stdout: TextIO = sys.stdout) -> int:
   """`predict_stream` with the workdir's best checkpoint, for operands up to the digits it was
-  trained on (`checkpoint_digits`); returns 1 if any line was an error, else 0."""
+  trained on (`evaluate.checkpoint_digits`); returns 1 if any line was an error, else 0."""
   params, meta = ckpt.load_params(workdir, config)
-  max_digits = checkpoint_digits(workdir, meta, config)
+  max_digits = evaluate.checkpoint_digits(workdir, meta, config)
   return int(predict_stream(factory.make_model(config), params, config, max_digits, stdin,
                             stdout))
