@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
-from configs import mult
 from ttm_jax import data
-from ttm_jax.curriculum import Curriculum
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax.curriculum import Curriculum
 
 
 def _rows(sizes, count=2000, seed=0):
