@@ -7,12 +7,14 @@ import threading
 import numpy as np
 import pytest
 
+from tests import synthetic
+from ttm_jax import dump_files
 from ttm_jax import dumps
 
 
 @pytest.fixture(name='sequence')
 def fixture_sequence():
-  return dumps.synthetic_sequence('123×45', seed=1)
+  return synthetic.sequence('123×45', seed=1)
 
 
 def test_synthetic_records_have_standard_keys_and_paper_shapes(sequence):
@@ -35,8 +37,8 @@ def test_synthetic_records_have_standard_keys_and_paper_shapes(sequence):
 
 def test_round_trip(tmp_path, sequence):
   records, info = sequence
-  path = dumps.write_sequence(tmp_path, records, info)
-  loaded = dumps.load_sequence(path)
+  path = dump_files.write_sequence(tmp_path, records, info)
+  loaded = dump_files.load_sequence(path)
   assert loaded.info == info
   assert len(loaded.records) == len(records)
   for original, back in zip(records, loaded.records):
@@ -69,21 +71,21 @@ def test_write_rejects_bad_records(tmp_path, sequence):
   records, info = sequence
   bad = dict(records[0], shape=(1, 2))
   with pytest.raises(dumps.DumpError, match=r"shape \(1, 2\) != data shape"):
-    dumps.write_sequence(tmp_path, [bad], info)
+    dump_files.write_sequence(tmp_path, [bad], info)
   with pytest.raises(dumps.DumpError, match='record keys'):
-    dumps.write_sequence(tmp_path, [{'name': 'x', 'data': np.zeros(1)}], info)
+    dump_files.write_sequence(tmp_path, [{'name': 'x', 'data': np.zeros(1)}], info)
   with pytest.raises(dumps.DumpError, match='lacks'):
-    dumps.write_sequence(tmp_path, records, {'problem': '1×1'})
+    dump_files.write_sequence(tmp_path, records, {'problem': '1×1'})
   assert not list(tmp_path.iterdir())
 
 
 def test_truncated_file_rejected(tmp_path, sequence):
-  path = dumps.write_sequence(tmp_path, *sequence)
+  path = dump_files.write_sequence(tmp_path, *sequence)
   size = path.stat().st_size
   with open(path, 'r+b') as f:
     f.truncate(size // 2)
   with pytest.raises(dumps.DumpError) as info:
-    dumps.load_sequence(path)
+    dump_files.load_sequence(path)
   message = str(info.value)
   assert str(path) in message and 'truncated' in message and '\n' not in message
 
@@ -92,30 +94,31 @@ def test_garbage_and_missing_files_rejected(tmp_path):
   garbage = tmp_path / 'garbage.npz'
   garbage.write_bytes(os.urandom(4096))
   with pytest.raises(dumps.DumpError, match='garbage.npz: corrupt'):
-    dumps.load_sequence(garbage)
+    dump_files.load_sequence(garbage)
   with pytest.raises(dumps.DumpError, match='no such dump file'):
-    dumps.load_sequence(tmp_path / 'missing.npz')
+    dump_files.load_sequence(tmp_path / 'missing.npz')
   with pytest.raises(dumps.DumpError, match='no dump index'):
-    dumps.load_index(tmp_path)
+    dump_files.load_index(tmp_path)
   (tmp_path / 'index.json').write_text('{"format": "ttm_jax.dump_index", "vers')
   with pytest.raises(dumps.DumpError, match='index.json: corrupt dump index'):
-    dumps.load_index(tmp_path)
+    dump_files.load_index(tmp_path)
   other = tmp_path / 'other.npz'
   np.savez(other, x=np.zeros(3))
   with pytest.raises(dumps.DumpError, match='not a ttm_jax dump'):
-    dumps.load_sequence(other)
+    dump_files.load_sequence(other)
 
 
 def test_index_lists_sequences_and_replaces_rewrites(tmp_path):
   for example in range(3):
-    dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('12×3', example=example,
-                                                             d=8, m=4, r=2))
-  dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('7×8', example=1, d=8, m=4, r=2))
-  entries = dumps.load_index(tmp_path)
+    dump_files.write_sequence(tmp_path, *synthetic.sequence('12×3', example=example,
+                                                            d=8, m=4, r=2))
+  dump_files.write_sequence(tmp_path, *synthetic.sequence('7×8', example=1, d=8, m=4,
+                                                          r=2))
+  entries = dump_files.load_index(tmp_path)
   assert [e['metadata']['example'] for e in entries] == [0, 2, 1]
   assert [e['info']['problem'] for e in entries] == ['12×3', '12×3', '7×8']
   for entry in entries:
-    assert dumps.load_sequence(entry['path']).info == entry['info']
+    assert dump_files.load_sequence(entry['path']).info == entry['info']
   assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith('.')) == [
       'index.json', 'synthetic-e0000-b000000-x000.npz', 'synthetic-e0000-b000000-x001.npz',
       'synthetic-e0000-b000000-x002.npz']
@@ -124,25 +127,25 @@ def test_index_lists_sequences_and_replaces_rewrites(tmp_path):
 def test_index_updated_atomically_while_read(tmp_path):
   """A reader polling during many writes always sees a complete, valid index."""
   small = dict(d=8, m=4, r=2, n=6)
-  dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('1×2', **small))
+  dump_files.write_sequence(tmp_path, *synthetic.sequence('1×2', **small))
   done = threading.Event()
   seen, errors = [], []
 
   def writer():
     for example in range(1, 40):
-      dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('1×2', example=example,
-                                                               **small))
+      dump_files.write_sequence(tmp_path, *synthetic.sequence('1×2', example=example,
+                                                              **small))
     done.set()
 
   thread = threading.Thread(target=writer)
   thread.start()
   while not done.is_set():
     try:
-      seen.append(len(dumps.load_index(tmp_path)))
+      seen.append(len(dump_files.load_index(tmp_path)))
       json.loads((tmp_path / 'index.json').read_bytes())
     except (dumps.DumpError, ValueError) as e:
       errors.append(e)
   thread.join()
   assert not errors
-  assert seen == sorted(seen) and len(dumps.load_index(tmp_path)) == 40
+  assert seen == sorted(seen) and len(dump_files.load_index(tmp_path)) == 40
   assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ttm_jax import cli
+from ttm_jax import dump_files
 from ttm_jax import dumps
 from ttm_jax import evaluate
 from ttm_jax import factory
@@ -64,7 +65,7 @@ def test_traced_records_match_the_untraced_run(run, tmp_path):
                      'attention/layer0': (config.model.num_heads, r, r), 'outputs': (r, d),
                      'logits': (13,), 'prediction': ()}
   for i, path in enumerate(paths):
-    sequence = dumps.load_sequence(path)
+    sequence = dump_files.load_sequence(path)
     assert sequence.info['problem'] == f'{a[i]}×{b[i]}'
     assert sequence.steps == list(range(encoded['inputs'].shape[1]))
     for step in sequence.steps:
@@ -87,11 +88,11 @@ def test_traced_records_match_the_untraced_run(run, tmp_path):
 
 def test_training_writes_loadable_dumps(run):
   _, workdir, _, _ = run
-  index = dumps.load_index(os.path.join(workdir, 'dumps'))
+  index = dump_files.load_index(os.path.join(workdir, 'dumps'))
   assert [(e['metadata']['epoch'], e['metadata']['batch']) for e in index] == [
       (1, 10), (1, 10), (2, 20), (2, 20)]  # 2 evaluations x 2 problems.
   for entry in index:
-    assert dumps.load_sequence(entry['path']).info['num_steps'] == 3
+    assert dump_files.load_sequence(entry['path']).info['num_steps'] == 3
 
 
 def _copy(workdir, tmp_path):
@@ -103,7 +104,7 @@ def test_viewer_replay_reproduces_a_real_dump(run, tmp_path):
   config, workdir, _, _ = run
   workdir = _copy(workdir, tmp_path)
   # Traced with the best checkpoint, the parameters the viewer's replay loads.
-  sequence = dumps.load_sequence(predict.run_trace(config, workdir, '4x8'))
+  sequence = dump_files.load_sequence(predict.run_trace(config, workdir, '4x8'))
   step_fn = replay_lib.checkpoint_step_fn(workdir)
   start = 1
   memory = sequence.at_step(start)['memory_in']['data']
@@ -121,7 +122,7 @@ def test_truncated_traced_dump_is_rejected(run, tmp_path):
   with open(path, 'wb') as f:
     f.write(data[:len(data) // 2])
   with pytest.raises(dumps.DumpError, match=os.path.basename(path)):
-    dumps.load_sequence(path)
+    dump_files.load_sequence(path)
 
 
 def test_trace_mode_writes_one_dump(run, tmp_path, capsys):
@@ -129,8 +130,8 @@ def test_trace_mode_writes_one_dump(run, tmp_path, capsys):
   workdir = _copy(workdir, tmp_path)
   assert cli.run('trace', config, workdir, '2x3') == 0
   path = capsys.readouterr().out.strip()
-  assert dumps.load_sequence(path).info['problem'] == '2×3'
-  assert [e['path'] for e in dumps.load_index(os.path.join(workdir, 'dumps'))][-1] == path
+  assert dump_files.load_sequence(path).info['problem'] == '2×3'
+  assert [e['path'] for e in dump_files.load_index(os.path.join(workdir, 'dumps'))][-1] == path
   for bad, code, why in (('12y3', 1, "malformed problem '12y3'"),
                          ('12x3', 1, "problem '12x3': an operand has 2 digits; the model was "
                           'trained on operands up to 1 digit'),  # 20 steps of stage 1 (1×1).

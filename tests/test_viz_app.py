@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ttm_jax import dumps
-from ttm_jax import trace
+from tests import synthetic
+from ttm_jax import dump_files
+from ttm_jax import evaluate
 from ttm_jax.viz import app as app_lib
 from ttm_jax.viz import cli
+from ttm_jax.viz import panel_view
 from ttm_jax.viz import picking
 from ttm_jax.viz import replay as replay_lib
 from ttm_jax.viz import scene as scene_lib
@@ -36,7 +38,7 @@ def toy_step(memory, step_inputs, step):
 @pytest.fixture(name='dump_dir')
 def fixture_dump_dir(tmp_path):
   for example, problem in enumerate(['123×45', '7×8']):
-    dumps.write_sequence(tmp_path / 'dumps', *dumps.synthetic_sequence(
+    dump_files.write_sequence(tmp_path / 'dumps', *synthetic.sequence(
         problem, example=example, step_fn=toy_step, **SMALL))
   return tmp_path / 'dumps'
 
@@ -112,7 +114,7 @@ def test_click_selects_the_voxel_picking_predicts(dump_dir, open_app):
   frames(app)
   app.on_mouse_release_event(x, y, LEFT)
   frames(app)
-  assert app.selected == app_lib.Selection('memory_out', (2, 5))
+  assert app.selected == panel_view.Selection('memory_out', (2, 5))
   assert app.selected_index == predicted
   assert cli.read_pixels(app)[y, x].min() > 200  # Drawn highlighted.
 
@@ -187,7 +189,7 @@ def test_one_example_dump_first_frame_frames_the_scene_and_counts_from_one(tmp_p
                                                                           monkeypatch):
   """What `--mode=trace --problem=...` writes (one example): every voxel inside the 3D
   view and filling most of it; the timeline reads 'example 1 / 1', never '0 / 0'."""
-  dumps.write_sequence(tmp_path / 'dumps', *dumps.synthetic_sequence(
+  dump_files.write_sequence(tmp_path / 'dumps', *synthetic.sequence(
       '92×98', d=64, m=16, r=8, n=13, heads=4, layers=4))
   shown = []
   for name in ('text', 'slider_int'):
@@ -211,8 +213,8 @@ def test_one_example_dump_first_frame_frames_the_scene_and_counts_from_one(tmp_p
 
 def test_slow_frames_coarsen_the_embedding_axis_and_fast_ones_restore_it(tmp_path,
                                                                         open_app):
-  dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('12×3', d=64, m=8, r=4,
-                                                           heads=1, layers=1))
+  dump_files.write_sequence(tmp_path, *synthetic.sequence('12×3', d=64, m=8, r=4,
+                                                          heads=1, layers=1))
   app = open_app(tmp_path, adaptive=True)
   frames(app, 2)
   full = app.scene.item('memory_out').count
@@ -226,7 +228,7 @@ def test_slow_frames_coarsen_the_embedding_axis_and_fast_ones_restore_it(tmp_pat
 
 
 def test_corrupt_dump_shows_an_error_and_the_app_keeps_running(dump_dir, open_app):
-  entries = dumps.load_index(dump_dir)
+  entries = dump_files.load_index(dump_dir)
   broken = pathlib.Path(entries[1]['path'])
   broken.write_bytes(broken.read_bytes()[:broken.stat().st_size // 2])
   app = open_app(dump_dir)
@@ -253,11 +255,11 @@ def test_follows_a_training_workdir_live(tmp_path, open_app):
   app = open_app(workdir)
   frames(app, 2)
   assert app.scene is None and 'no such folder' in app.source.error
-  dumps.write_sequence(workdir / 'dumps', *dumps.synthetic_sequence('2×3', **SMALL))
+  dump_files.write_sequence(workdir / 'dumps', *synthetic.sequence('2×3', **SMALL))
   frames(app, 2)
   assert app.timeline.num_sequences == 1 and app.scene is not None
-  dumps.write_sequence(workdir / 'dumps', *dumps.synthetic_sequence('4×5', example=1,
-                                                                    **SMALL))
+  dump_files.write_sequence(workdir / 'dumps', *synthetic.sequence('4×5', example=1,
+                                                                   **SMALL))
   frames(app)
   assert app.timeline.num_sequences == 2
 
@@ -321,6 +323,7 @@ def save_untrained_checkpoint(workdir):
 
 def test_checkpoint_replay_runs_the_real_model(tmp_path, open_app):
   import jax  # pylint: disable=import-outside-toplevel
+  from ttm_jax import factory  # pylint: disable=import-outside-toplevel
   model, params, n = save_untrained_checkpoint(tmp_path / 'run')
   step_fn = replay_lib.checkpoint_step_fn(tmp_path / 'run')
   memory = np.random.default_rng(0).normal(size=(8, 32)).astype(np.float32)
@@ -333,8 +336,8 @@ def test_checkpoint_replay_runs_the_real_model(tmp_path, open_app):
   np.testing.assert_allclose(logits, expected[1][0], atol=1e-5)
 
   # A dump traced by the jitted, scanned decode replays to the same outputs in the dashboard.
-  trace.trace_problems(model, params, mult_config(), np.array([12]), np.array([34]),
-                       str(tmp_path / 'dumps'))
+  evaluate.trace_problems(model, params, factory.make_framing(mult_config()), np.array([12]),
+                          np.array([34]), str(tmp_path / 'dumps'))
   app = open_app(tmp_path / 'dumps', '--checkpoint', str(tmp_path / 'run'))
   assert app.step_fn is not None
   frames(app, 2)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests import synthetic
 from ttm_jax import dumps
 from ttm_jax.viz import app as app_lib
 from ttm_jax.viz import camera as camera_lib
@@ -56,7 +57,7 @@ def test_first_frame_of_the_shipped_model_shape_fills_the_view():
   """The default model's step (d=64, m=16, r=8, 4 layers) laid out for the 3D view and
   framed by the fit fills most of the view both ways (before: 80% of the width, 38% of
   the height, as one long strip)."""
-  records, info = dumps.synthetic_sequence('92×98', d=64, m=16, r=8, n=13, heads=4, layers=4)
+  records, info = synthetic.sequence('92×98', d=64, m=16, r=8, n=13, heads=4, layers=4)
   step = {name: record for name, record in dumps.DumpSequence(None, info, records)
           .at_step(0).items() if name not in app_lib.DEFAULT_HIDDEN}
   width, height = VIEW
@@ -73,7 +74,7 @@ def test_first_frame_of_the_shipped_model_shape_fills_the_view():
 
 def test_rows_follow_the_view_shape():
   """A wide view gets fewer, longer rows than a tall one; items never overlap."""
-  records, info = dumps.synthetic_sequence('12×34', d=64, m=16, r=8, n=13)
+  records, info = synthetic.sequence('12×34', d=64, m=16, r=8, n=13)
   step = dumps.DumpSequence(None, info, records).at_step(0)
   wide, tall = scene_lib.Scene(step, aspect=3.0), scene_lib.Scene(step, aspect=0.5)
   (wide_low, wide_high), (tall_low, tall_high) = wide.bounds(), tall.bounds()

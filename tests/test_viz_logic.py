@@ -4,6 +4,8 @@ import logging
 
 import pytest
 
+from tests import synthetic
+from ttm_jax import dump_files
 from ttm_jax import dumps
 from ttm_jax.viz import detail as detail_lib
 from ttm_jax.viz import source as source_lib
@@ -78,13 +80,15 @@ def test_source_follows_a_workdir_live(tmp_path):
   (tmp_path / 'run').mkdir()
   assert not source.poll(now=1.0)
   assert 'no dumps yet' in source.error
-  dumps.write_sequence(tmp_path / 'run' / 'dumps', *dumps.synthetic_sequence('2×3', **SMALL))
+  dump_files.write_sequence(tmp_path / 'run' / 'dumps',
+                            *synthetic.sequence('2×3', **SMALL))
   assert not source.poll(now=1.5)  # Within the poll interval: not looked at.
   assert source.poll(now=2.0)
   assert source.dump_dir == tmp_path / 'run' / 'dumps' and source.error is None
   assert [e['info']['problem'] for e in source.entries] == ['2×3']
   assert not source.poll(now=3.0)  # Unchanged.
-  dumps.write_sequence(source.dump_dir, *dumps.synthetic_sequence('4×5', example=1, **SMALL))
+  dump_files.write_sequence(source.dump_dir,
+                            *synthetic.sequence('4×5', example=1, **SMALL))
   assert source.poll(now=4.0)
   assert len(source.entries) == 2
   assert source.load(1).info['problem'] == '4×5'
@@ -92,7 +96,7 @@ def test_source_follows_a_workdir_live(tmp_path):
 
 
 def test_source_reports_corrupt_index_and_files(tmp_path):
-  dumps.write_sequence(tmp_path, *dumps.synthetic_sequence('2×3', **SMALL))
+  dump_files.write_sequence(tmp_path, *synthetic.sequence('2×3', **SMALL))
   source = source_lib.DumpSource(tmp_path, poll_interval=0.0)
   assert source.poll()
   path = tmp_path / source.entries[0]['file']

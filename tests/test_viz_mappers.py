@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tests import synthetic
 from ttm_jax import dumps
 from ttm_jax.viz import colormap
 from ttm_jax.viz import mappers
@@ -11,7 +12,7 @@ from ttm_jax.viz import scene as scene_lib
 
 @pytest.fixture(name='step0', scope='module')
 def fixture_step0():
-  records, info = dumps.synthetic_sequence('123×45')
+  records, info = synthetic.sequence('123×45')
   return dumps.DumpSequence(None, info, records).at_step(0)
 
 

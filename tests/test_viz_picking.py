@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tests import synthetic
 from ttm_jax import dumps
 from ttm_jax.viz import camera as camera_lib
 from ttm_jax.viz import picking
@@ -68,7 +69,7 @@ def test_screen_ray_passes_through_projected_point():
 
 
 def test_picking_a_voxel_face_centre_returns_that_voxel():
-  records, info = dumps.synthetic_sequence('12×3', d=32, m=12, r=4)
+  records, info = synthetic.sequence('12×3', d=32, m=12, r=4)
   step = dumps.DumpSequence(None, info, records).at_step(0)
   scene = scene_lib.Scene(step)
   values = scene.values(step).values

@@ -4,7 +4,8 @@ import moderngl
 import numpy as np
 import pytest
 
-from ttm_jax import dumps
+from tests import synthetic
+from ttm_jax import dump_files
 from ttm_jax.viz import camera as camera_lib
 from ttm_jax.viz import colormap
 from ttm_jax.viz import picking
@@ -27,9 +28,9 @@ def fixture_gl(opengl):
 
 @pytest.fixture(name='sequence', scope='module')
 def fixture_sequence(tmp_path_factory):
-  records, info = dumps.synthetic_sequence('12×34', d=24, m=8, r=4, heads=2, layers=1)
-  path = dumps.write_sequence(tmp_path_factory.mktemp('dumps'), records, info)
-  return dumps.load_sequence(path)
+  records, info = synthetic.sequence('12×34', d=24, m=8, r=4, heads=2, layers=1)
+  path = dump_files.write_sequence(tmp_path_factory.mktemp('dumps'), records, info)
+  return dump_files.load_sequence(path)
 
 
 def draw(gl, voxels, camera, selected=-1):

@@ -6,7 +6,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from ttm_jax import dumps
+from tests import synthetic
+from ttm_jax import dump_files
 from ttm_jax.viz import replay as replay_lib
 
 
@@ -20,9 +21,9 @@ def toy_step(memory, step_inputs, step):
 
 @pytest.fixture(name='sequence')
 def fixture_sequence(tmp_path):
-  records, info = dumps.synthetic_sequence('123×45', d=16, m=6, r=4, heads=1, layers=1,
-                                           step_fn=toy_step)
-  return dumps.load_sequence(dumps.write_sequence(tmp_path, records, info))
+  records, info = synthetic.sequence('123×45', d=16, m=6, r=4, heads=1, layers=1,
+                                     step_fn=toy_step)
+  return dump_files.load_sequence(dump_files.write_sequence(tmp_path, records, info))
 
 
 def test_edited_memory_changes_outputs_and_leaves_the_file_alone(sequence):

@@ -15,6 +15,7 @@ import numpy as np
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import curriculum
 from ttm_jax import data as data_lib
+from ttm_jax import dump_files
 from ttm_jax import dumps
 from ttm_jax import factory
 from ttm_jax import losses
@@ -143,7 +144,7 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
             'prediction': '?' if product is None else str(product),
             'correct': product == x * y, 'num_steps': int(encoded['inputs'].shape[1]),
             'config': summary, 'checkpoint': checkpoint}
-    paths.append(str(dumps.write_sequence(dump_dir, recorder.records(key), info)))
+    paths.append(str(dump_files.write_sequence(dump_dir, recorder.records(key), info)))
   return paths
 
 

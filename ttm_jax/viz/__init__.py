@@ -11,6 +11,10 @@ Modules, one concept each:
   timeline  playback position over sequences and steps.
   source    a dumps folder (or a training workdir) followed live.
   replay    re-running the model from an edited memory.
-  app       the imgui dashboard (a moderngl-window WindowConfig).
+  app       the imgui dashboard (a moderngl-window WindowConfig): state, input, the frame.
+  panels    where the four fixed panels sit, their ImGui flags and shared colours.
+  panel_*   one panel each, mixed into the dashboard: `panel_view` (the 3D view, picking,
+            selection), `panel_timeline`, `panel_properties` (with edit and replay),
+            `panel_performance`.
   cli       `tools/viewer.py`: interactive, `--screenshot` and `--benchmark`.
 """

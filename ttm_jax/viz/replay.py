@@ -2,18 +2,21 @@
 memory, teacher-forced with the recorded step inputs, and compare with the recording.
 
 The model is an injected `step_fn(memory [m, d], step_inputs [n] int, step) ->
-(new_memory [m, d], logits [vocab])` (`dumps.StepFn`); `checkpoint_step_fn` builds one
+(new_memory [m, d], logits [vocab])` (`StepFn`); `checkpoint_step_fn` builds one
 from a checkpoint. Nothing here writes to the dump files.
 """
 
 import dataclasses
 import os
-from typing import List
+from typing import Callable, List, Tuple
 
 import numpy as np
 
 from ttm_jax import dumps
 from ttm_jax import tokens
+
+# (memory [m, d], step_inputs [n] int, step index) -> (new_memory [m, d], logits [vocab]).
+StepFn = Callable[[np.ndarray, np.ndarray, int], Tuple[np.ndarray, np.ndarray]]
 
 
 @dataclasses.dataclass
@@ -64,7 +67,7 @@ def _recorded_prediction(records: dict, where: str) -> int:
 
 
 def replay(sequence: dumps.DumpSequence, start_step: int, memory: np.ndarray,
-           step_fn: dumps.StepFn) -> ReplayResult:
+           step_fn: StepFn) -> ReplayResult:
   """Runs `step_fn` from `start_step` to the sequence's last step.
 
   Args:
@@ -92,7 +95,7 @@ def replay(sequence: dumps.DumpSequence, start_step: int, memory: np.ndarray,
   return ReplayResult(str(sequence.path), start_step, replayed)
 
 
-def checkpoint_step_fn(path: os.PathLike) -> dumps.StepFn:
+def checkpoint_step_fn(path: os.PathLike) -> StepFn:
   """A `step_fn` running `MultiplicationTTM.step` with a workdir's best checkpoint
   (`ttm_jax.checkpoint.load_for_inference`), one example at a time, jitted.
 

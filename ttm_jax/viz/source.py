@@ -12,6 +12,7 @@ import pathlib
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ttm_jax import dump_files
 from ttm_jax import dumps
 
 CACHE_SIZE = 8  # Sequences kept loaded.
@@ -22,7 +23,7 @@ class DumpSource:
 
   Attributes:
     path: the folder given (dumps folder or training workdir).
-    entries: index entries (see `dumps.load_index`), in the order written.
+    entries: index entries (see `dump_files.load_index`), in the order written.
     error: one-line description of the last index problem, or None.
     updated: `time.monotonic()` of the last entry-list change.
   """
@@ -41,7 +42,7 @@ class DumpSource:
   @property
   def dump_dir(self) -> pathlib.Path:
     """Where `index.json` is: `path`, or `path/dumps` once a workdir has that folder."""
-    if (self.path / dumps.INDEX_NAME).exists() or not (self.path / 'dumps').is_dir():
+    if (self.path / dump_files.INDEX_NAME).exists() or not (self.path / 'dumps').is_dir():
       return self.path
     return self.path / 'dumps'
 
@@ -52,7 +53,7 @@ class DumpSource:
     if self._last_poll is not None and now - self._last_poll < self.poll_interval:
       return False
     self._last_poll = now
-    index = self.dump_dir / dumps.INDEX_NAME
+    index = self.dump_dir / dump_files.INDEX_NAME
     if not self.path.is_dir():
       return self._set_error(f'{self.path}: no such folder (waiting for it)')
     try:
@@ -64,7 +65,7 @@ class DumpSource:
     if stamp == self._stamp:
       return False
     try:
-      entries = dumps.load_index(self.dump_dir)
+      entries = dump_files.load_index(self.dump_dir)
     except dumps.DumpError as e:
       self._stamp = stamp
       return self._set_error(str(e))
@@ -95,7 +96,7 @@ class DumpSource:
     if cached is not None and cached[0] == stamp:
       self._cache.move_to_end(path)
       return cached[1]
-    sequence = dumps.load_sequence(path)
+    sequence = dump_files.load_sequence(path)
     self._cache[path] = (stamp, sequence)
     while len(self._cache) > CACHE_SIZE:
       self._cache.popitem(last=False)
