@@ -37,7 +37,7 @@ def run_once(path: str, config: str, steps: int, epoch: int, flags: List[str]) -
     command = [sys.executable, 'main.py', f'--config={config}', f'--workdir={workdir}',
                f'--config.train.num_steps={steps}', f'--config.train.steps_per_epoch={epoch}',
                '--config.eval.num_examples=32', '--config.trace.num_examples=0',
-               '--config.train.patience=100000', '--config.train.threshold=1.01', *flags]
+               '--config.train.patience=100000', '--config.train.threshold=1.0', *flags]
     done = subprocess.run(command, cwd=path, capture_output=True, text=True)
     if done.returncode:
       raise RuntimeError(f'{path}: {" ".join(command)} failed:\n{done.stderr[-2000:]}')
