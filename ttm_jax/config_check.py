@@ -144,13 +144,6 @@ def _sizes(value, config) -> Optional[str]:
   return None
 
 
-def _divides_epoch(value, config) -> Optional[str]:
-  epoch = config.train.steps_per_epoch
-  if _is_int(epoch) and epoch > 0 and epoch % value:
-    return f'{value} does not divide config.train.steps_per_epoch={epoch}'
-  return None
-
-
 def _layout(value, config) -> Optional[str]:
   if value == 'aligned' and config.task.framing != 'problem':
     return "'aligned' is for config.task.framing='problem' only"
@@ -163,11 +156,20 @@ def _kind(value, config) -> Optional[str]:
   return None
 
 
-def _divisible_by_heads(value, config) -> Optional[str]:
-  heads = config.model.num_heads
-  if _is_int(heads) and heads > 0 and value % heads:
-    return f'{value} is not divisible by config.model.num_heads={heads}'
-  return None
+def divisibility(other: str, divides: bool) -> Check:
+  """The value divides `config.<other>` (`divides`), or is divisible by it (skipped while
+  `other` is not a positive integer: its own rule says so)."""
+  def check(value, config):
+    section, name = other.split('.')
+    count = config[section][name]
+    if not _is_int(count) or count < 1:
+      return None
+    if divides and count % value:
+      return f'{value} does not divide config.{other}={count}'
+    if not divides and value % count:
+      return f'{value} is not divisible by config.{other}={count}'
+    return None
+  return check
 
 
 def _workdir_or_empty(value, config) -> Optional[str]:
@@ -190,7 +192,7 @@ RULES = {
     'task.digit_order': one_of(data.DIGIT_ORDERS),
     'task.layout': both(one_of(data.LAYOUTS), _layout),
     'model.kind': both(one_of(factory.MODEL_KINDS), _kind),
-    'model.hidden_size': both(POSITIVE, _divisible_by_heads),
+    'model.hidden_size': both(POSITIVE, divisibility('model.num_heads', divides=False)),
     'model.memory_size': POSITIVE,
     'model.process_size': POSITIVE,
     'model.memory_mode': one_of(ttm.MEMORY_MODES),
@@ -225,7 +227,7 @@ RULES = {
     'train.shard_params': boolean,
     'train.num_steps': NON_NEGATIVE,
     'train.steps_per_epoch': POSITIVE,
-    'train.steps_per_call': both(POSITIVE, _divides_epoch),
+    'train.steps_per_call': both(POSITIVE, divisibility('train.steps_per_epoch', divides=True)),
     'train.stages': _stage_order,
     'train.start_stage': both(integer(1, len(data.STAGES)), _in_stages),
     'train.last_stage': both(integer(1, len(data.STAGES)), _in_stages, _not_before_start),
