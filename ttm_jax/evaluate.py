@@ -148,9 +148,11 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
   return paths
 
 
-def parse_sizes(sizes: str) -> List[Tuple[int, int, int, int]]:
+def parse_sizes(sizes: str,
+                source: str = 'config.eval.sizes') -> List[Tuple[int, int, int, int]]:
   """`'1x1,2x1,1-9999'` -> operand ranges `[(low_a, high_a, low_b, high_b), ...]`: `AxB` is an
-  A-digit times a B-digit operand, `L-H` both operands in [L, H]."""
+  A-digit times a B-digit operand, `L-H` both operands in [L, H]. `source` names the setting
+  in the error message."""
   ranges = []
   for size in sizes.split(','):
     try:
@@ -165,7 +167,7 @@ def parse_sizes(sizes: str) -> List[Tuple[int, int, int, int]]:
           raise ValueError
         ranges.append((*data_lib.digit_range(da), *data_lib.digit_range(db)))
     except ValueError:
-      raise factory.ConfigError(f'config.eval.sizes={sizes!r}: {size!r} is neither AxB (digits, '
+      raise factory.ConfigError(f'{source}={sizes!r}: {size!r} is neither AxB (digits, '
                                 'e.g. 2x1) nor L-H (operand range, e.g. 1-9999)') from None
   return ranges
 

@@ -4,11 +4,12 @@ The state is a plain pytree (a dict of arrays) for a batch of independent sessio
 `memory [B, m, d]`, `step [B]` (each session's step index), `done [B]` (EOS seen). It can be
 saved with orbax, restored and continued. `greedy_decode` runs the multiplication model on
 this API, feeding each prediction back as the next step's input; `decode_with_memory_moments`
-also returns per-step memory statistics for monitoring.
+also returns per-step memory statistics for monitoring, and `decode_with_memory_reset` sets the
+memory back to its initial value before chosen steps (a knock-out probe: tools/probe_memory.py).
 """
 
 import functools
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -73,11 +74,15 @@ def reset(model: nn.Module, params, state: State, sessions: jnp.ndarray) -> Stat
       fresh, state)
 
 
-def _decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int, trace: bool):
-  """`greedy_decode`, plus the memory moments `[B, S, 3]` (see `decode_with_memory_moments`)."""
+def _decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int, trace: bool,
+            reset_before: Optional[jnp.ndarray] = None):
+  """`greedy_decode`, plus the memory moments `[B, S, 3]` (see `decode_with_memory_moments`);
+  with `reset_before [B, S]`, see `decode_with_memory_reset`."""
   def body(carry, xs):
     state, previous = carry
-    t, step_tokens = xs
+    t, step_tokens, reset = xs
+    if reset is not None:  # Shape: [B].
+      state = {**state, 'memory': jnp.where(reset[:, None, None], initial, state['memory'])}
     fed_back = step_tokens.at[:, -1].set(previous)
     state, logits = step(model, params, state,
                          jnp.where(t > answer_start, fed_back, step_tokens), answer_start,
@@ -91,9 +96,11 @@ def _decode(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int, tr
 
   batch, steps, _ = inputs.shape
   state = init_state(model, params, batch)
+  initial = state['memory']  # Shape: [B, m, d].
   start = jnp.full((batch,), tok.PAD_TOKEN, inputs.dtype)
+  resets = None if reset_before is None else jnp.swapaxes(reset_before, 0, 1)
   _, outputs = jax.lax.scan(
-      body, (state, start), (jnp.arange(steps), jnp.swapaxes(inputs, 0, 1)))
+      body, (state, start), (jnp.arange(steps), jnp.swapaxes(inputs, 0, 1), resets))
   return tuple(jnp.swapaxes(x, 0, 1) for x in outputs)
 
 
@@ -123,3 +130,27 @@ def decode_with_memory_moments(model: nn.Module, params, inputs: jnp.ndarray,
   """`greedy_decode` that also returns, computed on device, the memory moments
   `[B, S, 3]`: mean, mean square and max |x| of each session's memory after each step."""
   return _decode(model, params, inputs, answer_start, False)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def decode_with_memory_reset(model: nn.Module, params, inputs: jnp.ndarray, answer_start: int,
+                             reset_before: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """`greedy_decode` with the memory set back to the model's initial memory just before the
+  steps where `reset_before` holds.
+
+  Steps before a reset run as usual; from a reset on, decoding goes on greedily from the
+  initial memory, feeding back its own predictions. Only the memory is reset: the step index
+  and the EOS-seen flag carry on (a session past its EOS stays done). The mask is traced, so
+  every mask of one shape runs the same compiled program.
+
+  Args:
+    model: a `MultiplicationTTM`.
+    params: its parameters.
+    inputs: `[B, S, n]` step tokens, as for `greedy_decode`.
+    answer_start: the first step that predicts an answer token (`Framing.answer_start`).
+    reset_before: `[B, S]` bool: reset session b's memory just before its step t.
+
+  Returns:
+    `(predictions [B, S], logits [B, S, 13])`.
+  """
+  return _decode(model, params, inputs, answer_start, False, reset_before)[:2]
