@@ -148,11 +148,11 @@ class Curriculum:
       self.evals_since_stage_best += 1
     last = self.stage in (tc.last_stage, self.order[-1])
     threshold = tc.final_threshold if last else tc.threshold
-    if passed(self.history, threshold, tc.window) and last:
+    done = passed(self.history, threshold, tc.window)
+    if done and last:
       self.finished = f'passed stage {self.stage}'
       return {}
-    if passed(self.history, threshold, tc.window) or (
-        self.epochs_in_stage >= tc.max_epochs_per_stage and not last):
+    if done or (self.epochs_in_stage >= tc.max_epochs_per_stage and not last):
       self.stage = self.order[self.order.index(self.stage) + 1]
       self.history, self.epochs_in_stage = [], 0
       self.stage_best_loss, self.evals_since_stage_best = -1.0, 0

@@ -17,7 +17,7 @@ The held-out split (DESIGN §2) is defined here and nowhere else: an unordered p
 operands >= 10 is held out when `crc32('{min}x{max}') % 10 == 0` (`is_held_out`). Training
 batches never contain one (`MultiplicationDataset` redraws them; swapping operands keeps a
 pair's status); evaluation scores only them wherever both operands have 2+ digits
-(`held_out_problems`).
+(`evaluate.evaluation_problems`).
 """
 
 import dataclasses

@@ -39,9 +39,9 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
                   max_digits: int) -> List[str]:
   """One output line per input line: the product's digits, or `error: <why>`.
 
-  Operands may have up to `max_digits` digits (`evaluate.checkpoint_digits`). Each problem is decoded
-  over the steps its own operands need, in padded batches of `PREDICT_CHUNK`, so its answer
-  does not depend on the lines around it.
+  Operands may have up to `max_digits` digits (`evaluate.checkpoint_digits`). Each problem is
+  decoded over the steps its own operands need, in padded batches of `PREDICT_CHUNK`, so its
+  answer does not depend on the lines around it.
   """
   framing = factory.make_framing(config)
   outputs: List[str] = [''] * len(lines)
