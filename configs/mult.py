@@ -110,6 +110,7 @@ def get_config(arg=None):
   config.train.batch_size = 32  # Global batch, split over all devices.
   config.train.shard_params = False  # Shard parameters and optimizer state over the devices.
   config.train.num_steps = 2000000  # At most this many training steps (all stages).
+  config.train.max_seconds = 0.0  # Stop after this much wall clock, evaluations included (0: none).
   config.train.steps_per_epoch = 200  # Train steps between evaluations.
   config.train.steps_per_call = 10  # Train steps per jitted call (one scan; divides the above).
   config.train.stages = '1,2,5,3,6,4,7'  # The curriculum stages (1-7) in the order visited.
@@ -130,6 +131,8 @@ def get_config(arg=None):
   config.eval.seed = 1234  # ...drawn with this seed (another seed: another fresh set).
   # Rows of the --mode=eval table: AxB digits, or L-H (both operands in [L, H]).
   config.eval.sizes = '1x1,2x1,2x2,3x2,3x3,4x4,1-9999,5x5'
+  # Rows also scored at every evaluation, on one fixed set of held-out problems ('': none).
+  config.eval.track = ''
   config.eval.batch_size = 500  # Decoding batch in --mode=eval.
   config.eval.log_examples = 3  # Example predictions logged per evaluation.
 

@@ -1,4 +1,4 @@
-"""tools/ablate.py: a variant trains on the budget, is evaluated per size, and is reported."""
+"""tools/ablate.py: run configs per variant, task and budget; a tiny ablation end to end."""
 
 import json
 import os
@@ -8,22 +8,56 @@ import pytest
 from tools import ablate
 
 
-@pytest.mark.slow  # About 25 s.
-def test_transformer_variant_trains_evaluates_and_reports(tmp_path):
-  workdir = str(tmp_path / 'transformer')
-  result = ablate.run_variant('transformer', workdir, steps=10, arg='runlocal')
-  assert result['steps'] == 10 and result['examples'] == 10 * 16
-  assert [row['size'] for row in result['rows']] == [
-      '1x1', '2x1', '2x2', '3x2', '3x3', '4x4', '5x5']
-  assert all(0 <= row['exact_match'] <= 1 for row in result['rows'])
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = json.load(f)
-  assert (config['model']['kind'], config['task']['framing']) == ('transformer', 'stream')
-  other = dict(result, variant='TL', examples_per_second=123.0)
-  out = str(tmp_path / 'report')
-  ablate.report([result, other], out)
-  table = open(out + '.md').read().splitlines()
-  assert table[0].startswith('| variant | parameters | examples/s | 1x1 |')
-  assert table[3].startswith('| TL |') and '| 123 |' in table[3]
-  assert os.path.getsize(out + '.png') > 0
-  assert json.load(open(out + '.json'))[1]['variant'] == 'TL'
+def test_variants_name_their_seed_counts():
+  assert ablate.parse_variants('TL:3,none,transformer:1') == [
+      ('TL', 3), ('none', 1), ('transformer', 1)]
+  with pytest.raises(ValueError, match='unknown variant'):
+    ablate.parse_variants('TL,NTM')
+  with pytest.raises(ValueError, match='positive integer'):
+    ablate.parse_variants('TL:0')
+
+
+def test_run_config_applies_task_variant_seed_and_budget():
+  config = ablate.run_config('none', 2, ('minutes', 1.5), task='stream')
+  assert (config.task.framing, config.task.layout) == ('stream', 'packed')
+  assert (config.train.stages, config.train.last_stage) == ('1,5,2', 2)
+  assert config.model.memory_mode == 'none' and config.seed == 2
+  assert config.train.max_seconds == 90.0 and config.eval.track == '2x2'
+  config = ablate.run_config('TL-AddErase', 0, ('steps', 500))
+  assert config.train.num_steps == 500 and config.train.max_seconds == 0
+  assert config.task.framing == 'problem' and config.eval.track == '2x2,3x3'
+  assert config.model.memory_mode == 'TL-AddErase'
+
+
+def test_forward_flops_grow_with_the_problem_and_the_memory():
+  config = ablate.run_config('TL', 0, ('steps', 1), arg='runlocal')
+  flops = ablate.forward_flops(config, digits=2)
+  assert 0 < flops < ablate.forward_flops(config, digits=3)
+  assert ablate.forward_flops(ablate.run_config('none', 0, ('steps', 1), arg='runlocal'),
+                              digits=2) < flops
+
+
+@pytest.mark.slow  # About a minute.
+def test_tiny_ablation_trains_reports_and_resumes(tmp_path, capsys):
+  argv = [f'--workdir={tmp_path}', '--steps=20', '--config_arg=runlocal',
+          '--variants=TL:2,transformer', f'--out={tmp_path}/report']
+  assert ablate.main(argv) == 0
+  results = json.load(open(tmp_path / 'report.json'))
+  assert [(r['variant'], r['seed']) for r in results] == [('TL', 0), ('TL', 1),
+                                                          ('transformer', 0)]
+  for r in results:
+    assert r['steps'] == 20 and r['examples'] == 20 * 16 and r['forward_flops'] > 0
+    assert [row['examples'] for row in r['curve']] == [160, 320]
+    assert all(0 <= row['track/3x3'] <= 1 for row in r['curve'])
+  assert results[0]['rows'] != results[1]['rows'] or \
+      results[0]['curve'] != results[1]['curve']  # Two seeds, two runs.
+  table = open(tmp_path / 'report.md').read().splitlines()
+  assert table[0].startswith('| variant | seeds | parameters |')
+  assert table[2].startswith('| TL | 2 |') and table[3].startswith('| transformer | 1 |')
+  assert os.path.getsize(tmp_path / 'report.png') > 0
+  assert os.path.getsize(tmp_path / 'report-curves.png') > 0
+  mtime = os.path.getmtime(tmp_path / 'TL-s0' / 'result.json')
+  assert ablate.main(argv[:-1] + ['--report', f'--out={tmp_path}/again']) == 0
+  assert os.path.getmtime(tmp_path / 'TL-s0' / 'result.json') == mtime  # Not retrained.
+  assert open(tmp_path / 'again.md').read() == open(tmp_path / 'report.md').read()
+  capsys.readouterr()

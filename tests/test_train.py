@@ -72,6 +72,34 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
   assert 0 < elapsed[0] < elapsed[1] < elapsed[2]  # Carried over the resume.
 
 
+def test_max_seconds_ends_the_run_and_a_longer_limit_resumes_it(tmp_path):
+  config = tiny_config(num_steps=1000, max_seconds=1e-6)
+  config.eval.track = '2x2'
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['step'] == 10 and summary['finished'] == 'reached max_seconds=1e-06'
+  rows = [json.loads(line) for line in open(os.path.join(tmp_path, 'metrics.jsonl'))]
+  assert 0 <= rows[1]['track/2x2'] <= 1
+  config.train.max_seconds = 0
+  config.train.num_steps = 20
+  assert train.train_and_evaluate(config, str(tmp_path))['step'] == 20
+
+
+def test_tracked_rows_score_one_fixed_held_out_set(trained):
+  _, workdir, _ = trained
+  config = tiny_config()
+  config.eval.track = '1x1,2x2'
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  params, _ = ckpt.load_params(workdir, config)
+  tracked = evaluate.track_sizes(model, params, framing, config)
+  assert set(tracked) == {'track/1x1', 'track/2x2'}
+  a, b, which = evaluate.evaluation_problems(np.random.default_rng(config.eval.seed), 10, 99,
+                                             10, 99, config.eval.num_examples)
+  assert which == 'held-out'
+  decoded = evaluate.decode_problems(model, params, framing, a, b, 2, 8)
+  assert tracked['track/2x2'] == np.mean(decoded['products'] == a * b)
+  assert evaluate.track_sizes(model, params, framing, config) == tracked
+
+
 def test_eval_mode_table_and_json(trained, capsys):
   config, workdir, _ = trained
   rows = evaluate.run_eval(config, workdir)

@@ -1,21 +1,33 @@
-"""Ablations on one training budget: each variant trains for the same number of steps (same
-batch, curriculum and optimizer as the default config), then is evaluated per digit size.
+"""What the memory buys: variants of the default config trained on one budget through the same
+curriculum, each scored on held-out problems per size, with learning curves.
 
-  python tools/ablate.py --workdir=/tmp/ablations --steps=6000 [--variants=TL,none,...]
-  python tools/ablate.py --workdir=/tmp/ablations --report --out=docs/ablations \
-      --shipped=checkpoints/mult
+  python tools/ablate.py --workdir=/tmp/abl --steps=60000         # equal examples per run
+  python tools/ablate.py --workdir=/tmp/abl --minutes=60          # equal wall clock per run
+  python tools/ablate.py --workdir=/tmp/abl-stream --task=stream --steps=20000
+  python tools/ablate.py --workdir=/tmp/abl --report --out=docs/ablations
 
 Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less TTM) and
-`transformer` (a causal Transformer over the whole token stream, `ttm_jax/baseline.py`).
-Each trains in `WORKDIR/VARIANT` (resuming if interrupted) and writes `eval.json` there;
-`--report` gathers them into `OUT.json`, a Markdown table `OUT.md` and a plot `OUT.png`.
+`transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
+`--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
+trains every variant on the stream framing (operands one digit per step, so after reading them
+only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2).
+Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a finished run is not
+retrained) and writes `result.json` there: the `--mode=eval` rows of its last step, parameters,
+forward FLOPs, examples/s and the learning curve (`config.eval.track`: the same held-out
+problems of `--track` scored at every evaluation). `--report` (also run after training)
+gathers them into `OUT.json`, `OUT.md` (one row per variant, the spread over seeds as
+min-max), `OUT.png` (exact match per size) and `OUT-curves.png`.
 """
 
 import argparse
+import copy
 import json
 import os
 import sys
 import time
+from typing import Dict, List, Tuple
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,6 +45,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from configs import mult  # pylint: disable=g-import-not-at-top
 from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
+from ttm_jax import config_check  # pylint: disable=g-import-not-at-top
 from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
 from ttm_jax import factory  # pylint: disable=g-import-not-at-top
 from ttm_jax import train  # pylint: disable=g-import-not-at-top
@@ -45,106 +58,191 @@ VARIANTS = {
     'transformer': {'model.kind': 'transformer', 'task.framing': 'stream',
                     'task.layout': 'packed'},
 }
+TASKS = {
+    'problem': ({}, '2x2,3x3'),  # The default framing and curriculum; tracked rows.
+    'stream': ({'task.framing': 'stream', 'task.layout': 'packed', 'train.stages': '1,5,2',
+                'train.last_stage': 2, 'eval.sizes': '1x1,2x1,2x2'}, '2x2'),
+}
+DEFAULT_VARIANTS = 'TL:3,none:3,TL-AddErase,TL-MHA,transformer'
+FLOPS_DIGITS = 3  # FLOPs are counted on one 3×3 problem.
 
 
-def variant_config(name: str, steps: int, arg: str = None):
-  """The config `configs/mult.py:arg` with the variant's changes, trained for `steps` steps
-  with no early end."""
+def parse_variants(text: str) -> List[Tuple[str, int]]:
+  """`'TL:3,none'` -> `[('TL', 3), ('none', 1)]`; an unknown name or bad count: ValueError."""
+  runs = []
+  for item in text.split(','):
+    name, _, seeds = item.partition(':')
+    if name not in VARIANTS:
+      raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
+    if seeds and (not seeds.isdigit() or int(seeds) < 1):
+      raise ValueError(f'{item!r}: the seed count after ":" must be a positive integer')
+    runs.append((name, int(seeds or 1)))
+  return runs
+
+
+def run_config(name: str, seed: int, budget: Tuple[str, float], task: str = 'problem',
+               arg: str = None, track: str = None):
+  """`configs/mult.py:arg` with the task's and the variant's changes, seed `seed`, and the
+  budget (`('steps', N)` or `('minutes', M)`) as its only end besides passing the last stage."""
   config = mult.get_config(arg)
-  for field, value in VARIANTS[name].items():
+  changes, default_track = TASKS[task]
+  for field, value in {**changes, **VARIANTS[name]}.items():
     section, key = field.split('.')
     config[section][key] = value
-  config.train.update(num_steps=steps, patience=steps)
+  kind, amount = budget
+  if kind == 'steps':
+    config.train.num_steps = int(amount)
+  else:
+    config.train.max_seconds = 60.0 * amount
+  config.train.patience = 10**9
+  config.seed = seed
+  config.eval.track = default_track if track is None else track
   config.trace.num_examples = 0
+  config_check.check(config)
   return config
 
 
-def run_variant(name: str, workdir: str, steps: int, arg: str = None):
-  """Trains and evaluates one variant; returns its `eval.json` contents."""
-  config = variant_config(name, steps, arg)
+def forward_flops(config, digits: int = FLOPS_DIGITS) -> float:
+  """XLA's count of floating-point operations of one teacher-forced forward pass over one
+  `digits`×`digits` problem (steps unrolled, so that every step is counted)."""
+  config = copy.deepcopy(config)
+  config.model.scan = False
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  operand = np.array([10**digits - 1])
+  inputs = framing.encode(operand, operand, digits)['inputs']
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs)
+  cost = jax.jit(model.apply).lower(params, inputs).compile().cost_analysis()
+  return float((cost[0] if isinstance(cost, list) else cost)['flops'])
+
+
+def run_variant(name: str, seed: int, workdir: str, budget: Tuple[str, float],
+                task: str = 'problem', arg: str = None, track: str = None) -> Dict:
+  """Trains (or resumes) one run and scores its last step; returns and writes its result."""
+  config = run_config(name, seed, budget, task, arg, track)
   start = time.perf_counter()
   summary = train.train_and_evaluate(config, workdir)
-  seconds = time.perf_counter() - start
   model = factory.make_model(config)
   params, meta = ckpt.load_params(workdir, config, which='latest')
   rows = evaluate.evaluate_sizes(model, params, config,
                                  evaluate.checkpoint_digits(workdir, meta, config))
-  print(f'{name}:\n{evaluate.format_table(rows)}', flush=True)
-  train_rows, _ = plot_lib.read_metrics(workdir)
+  print(f'{name} (seed {seed}):\n{evaluate.format_table(rows)}', flush=True)
+  train_rows, eval_rows = plot_lib.read_metrics(workdir)
+  batch = config.train.batch_size
   result = {
-      'variant': name, 'steps': summary['step'], 'stage': summary['stage'],
-      'examples': summary['step'] * config.train.batch_size, 'train_seconds': seconds,
+      'variant': name, 'seed': seed, 'task': task, 'budget': list(budget),
+      'steps': summary['step'], 'stage': summary['stage'], 'finished': summary['finished'],
+      'examples': summary['step'] * batch,
+      'train_seconds': eval_rows[-1]['elapsed_seconds'] if eval_rows else 0.0,
+      'seconds_this_call': time.perf_counter() - start,
       # The first epoch's rate includes compilation, so it is left out.
-      'examples_per_second': sum(r['examples_per_second'] for r in train_rows[1:])
-                             / max(len(train_rows) - 1, 1),
+      'examples_per_second': float(np.median([r['examples_per_second']
+                                              for r in train_rows[1:] or train_rows])),
       'parameters': sum(x.size for x in jax.tree_util.tree_leaves(params)),
-      'rows': rows}
-  with open(os.path.join(workdir, 'eval.json'), 'w') as f:
+      'forward_flops': forward_flops(config),
+      'rows': rows,
+      'curve': [{'examples': r['step'] * batch, 'stage': r['stage'],
+                 **{k: v for k, v in r.items() if k.startswith('track/')}} for r in eval_rows]}
+  with open(os.path.join(workdir, 'result.json'), 'w') as f:
     json.dump(result, f, indent=2)
   return result
 
 
-def report(results, out: str, shipped: str = None):
-  """Writes `out.json`, `out.md` (one row per variant) and `out.png` (exact match per size,
-  with the `--mode=eval` table of the `shipped` workdir as one more line, when given)."""
+def _spread(values: List[float]) -> str:
+  mean = 100 * float(np.mean(values))
+  if len(values) == 1:
+    return f'{mean:.1f}%'
+  return f'{mean:.1f}% ({100 * min(values):.1f}-{100 * max(values):.1f})'
+
+
+def report(results: List[Dict], out: str):
+  """Writes `out.json`, `out.md`, `out.png` and `out-curves.png` from run results."""
   with open(out + '.json', 'w') as f:
     json.dump(results, f, indent=2)
+  names = list(dict.fromkeys(r['variant'] for r in results))
+  groups = {n: [r for r in results if r['variant'] == n] for n in names}
   sizes = [row['size'] for row in results[0]['rows']]
-  lines = ['| variant | parameters | examples/s | ' + ' | '.join(sizes) + ' |',
-           '|---|---|---|' + '---|' * len(sizes)]
-  for r in results:
-    cells = ' | '.join(f'{100 * row["exact_match"]:.1f}%' for row in r['rows'])
-    lines.append(f'| {r["variant"]} | {r["parameters"]:,} | {r["examples_per_second"]:.0f} | '
-                 f'{cells} |')
+  lines = ['| variant | seeds | parameters | forward MFLOPs (3×3) | examples/s | examples | '
+           'minutes | stage | ' + ' | '.join(sizes) + ' |', '|---' * (8 + len(sizes)) + '|']
+  for name, runs in groups.items():
+    cells = [_spread([r['rows'][i]['exact_match'] for r in runs]) for i in range(len(sizes))]
+    lines.append(
+        f'| {name} | {len(runs)} | {runs[0]["parameters"]:,} | '
+        f'{runs[0]["forward_flops"] / 1e6:.2f} | '
+        f'{np.median([r["examples_per_second"] for r in runs]):.0f} | '
+        f'{np.median([r["examples"] for r in runs]):,.0f} | '
+        f'{np.median([r["train_seconds"] for r in runs]) / 60:.0f} | '
+        f'{"/".join(str(r["stage"]) for r in runs)} | ' + ' | '.join(cells) + ' |')
   with open(out + '.md', 'w') as f:
     f.write('\n'.join(lines) + '\n')
+  colors = dict(zip(names, plt.rcParams['axes.prop_cycle'].by_key()['color']))
   fig, ax = plt.subplots(figsize=(8, 4.5))
-  for r in results:
-    ax.plot(sizes, [100 * row['exact_match'] for row in r['rows']], 'o-', label=r['variant'])
-  if shipped:
-    with open(os.path.join(shipped, 'eval.json')) as f:
-      rows = {row['size']: row for row in json.load(f)['rows']}
-    ax.plot(sizes, [100 * rows[size]['exact_match'] for size in sizes], 'k*--', ms=10,
-            label=f'shipped model ({shipped}, longer training)')
-  ax.set(xlabel='operand digits', ylabel='exact match (%), greedy, fresh problems',
-         ylim=(-2, 102),
-         title=f'ablations: {results[0]["steps"]} steps × batch '
-               f'{results[0]["examples"] // max(results[0]["steps"], 1)} each')
-  ax.legend()
+  for name, runs in groups.items():
+    values = 100 * np.array([[row['exact_match'] for row in r['rows']] for r in runs])
+    mean = values.mean(0)
+    ax.errorbar(sizes, mean, yerr=[mean - values.min(0), values.max(0) - mean], fmt='o-',
+                capsize=3, color=colors[name], label=f'{name} ({len(runs)} seed(s))')
+  ax.set(xlabel='size', ylabel='held-out exact match (%), greedy', ylim=(-2, 102),
+         title=f'{results[0]["task"]} framing, budget {results[0]["budget"][1]:g} '
+               f'{results[0]["budget"][0]} per run')
+  ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(out + '.png', dpi=110)
+  tracked = sorted({k for r in results for row in r['curve'] for k in row if k.startswith('track/')})
+  fig, axes = plt.subplots(1, max(len(tracked), 1), figsize=(6 * max(len(tracked), 1), 4.5),
+                           squeeze=False)
+  for ax, key in zip(axes[0], tracked):
+    for name, runs in groups.items():
+      for i, r in enumerate(runs):
+        points = [(row['examples'], 100 * row[key]) for row in r['curve'] if key in row]
+        if points:
+          ax.plot(*zip(*points), color=colors[name], lw=1.2, alpha=0.8,
+                  label=name if i == 0 else None)
+    ax.set(xlabel='training examples', ylabel='held-out exact match (%)', ylim=(-2, 102),
+           title=f'{key[len("track/"):]} (the same {results[0]["task"]}-framing problems at '
+                 'every evaluation)')
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(out + '-curves.png', dpi=110)
   print('\n'.join(lines))
 
 
-def main():
+def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True)
-  parser.add_argument('--steps', type=int, default=6000)
+  budget = parser.add_mutually_exclusive_group()
+  budget.add_argument('--steps', type=int, help='equal examples: train steps per run')
+  budget.add_argument('--minutes', type=float, help='equal wall clock: minutes per run')
+  parser.add_argument('--task', choices=sorted(TASKS), default='problem')
   parser.add_argument('--config_arg', help='argument of configs/mult.py, e.g. runlocal')
-  parser.add_argument('--variants', default=','.join(VARIANTS))
-  parser.add_argument('--report', action='store_true', help='only gather finished variants')
+  parser.add_argument('--variants', default=DEFAULT_VARIANTS, help='NAME[:SEEDS],...')
+  parser.add_argument('--track', help='rows scored at every evaluation (default: the task\'s)')
+  parser.add_argument('--report', action='store_true', help='only gather finished runs')
   parser.add_argument('--out', default='docs/ablations')
-  parser.add_argument('--shipped', help='a workdir whose eval.json (--mode=eval) to plot too')
-  args = parser.parse_args()
-  names = args.variants.split(',')
-  unknown = [n for n in names if n not in VARIANTS]
-  if unknown:
-    raise SystemExit(f'error: unknown variants {unknown}; known: {", ".join(VARIANTS)}')
+  args = parser.parse_args(argv)
+  try:
+    runs = parse_variants(args.variants)
+  except ValueError as e:
+    raise SystemExit(f'error: {e}') from None
+  plan = ('minutes', args.minutes) if args.minutes else ('steps', args.steps or 6000)
   results = []
-  for name in names:
-    workdir = os.path.join(args.workdir, name)
-    path = os.path.join(workdir, 'eval.json')
-    if os.path.exists(path):
-      with open(path) as f:
-        results.append(json.load(f))
-    elif not args.report:
-      try:
-        results.append(run_variant(name, workdir, args.steps, args.config_arg))
-      except (factory.ConfigError, ckpt.CheckpointError) as e:
-        raise SystemExit(f'error: {e}') from None
-  if results:
-    report(results, args.out, args.shipped)
+  for name, seeds in runs:
+    for seed in range(seeds):
+      workdir = os.path.join(args.workdir, f'{name}-s{seed}')
+      path = os.path.join(workdir, 'result.json')
+      if os.path.exists(path):
+        with open(path) as f:
+          results.append(json.load(f))
+      elif not args.report:
+        try:
+          results.append(run_variant(name, seed, workdir, plan, args.task, args.config_arg,
+                                     args.track))
+        except (factory.ConfigError, ckpt.CheckpointError) as e:
+          raise SystemExit(f'error: {e}') from None
+  if not results:
+    raise SystemExit(f'error: no finished runs in {args.workdir}')
+  report(results, args.out)
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(main())

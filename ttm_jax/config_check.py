@@ -144,6 +144,10 @@ def _sizes(value, config) -> Optional[str]:
   return None
 
 
+def _sizes_or_empty(value, config) -> Optional[str]:
+  return None if value == '' else _sizes(value, config)
+
+
 def _layout(value, config) -> Optional[str]:
   if value == 'aligned' and config.task.framing != 'problem':
     return "'aligned' is for config.task.framing='problem' only"
@@ -226,6 +230,7 @@ RULES = {
     'train.batch_size': POSITIVE,
     'train.shard_params': boolean,
     'train.num_steps': NON_NEGATIVE,
+    'train.max_seconds': number(0),
     'train.steps_per_epoch': POSITIVE,
     'train.steps_per_call': both(POSITIVE, divisibility('train.steps_per_epoch', divides=True)),
     'train.stages': _stage_order,
@@ -243,6 +248,7 @@ RULES = {
     'eval.num_per_size': POSITIVE,
     'eval.seed': NON_NEGATIVE,
     'eval.sizes': _sizes,
+    'eval.track': _sizes_or_empty,
     'eval.batch_size': POSITIVE,
     'eval.log_examples': NON_NEGATIVE,
     'trace.num_examples': NON_NEGATIVE,

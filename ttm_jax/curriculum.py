@@ -114,6 +114,10 @@ class Curriculum:
     """The longest operand of the stages visited so far."""
     return max(data.stage_digits(s) for s in self.order[:self.order.index(self.stage) + 1])
 
+  def out_of_time(self, max_seconds: float) -> bool:
+    """True once training and evaluation have taken `max_seconds` (0: no limit)."""
+    return 0 < max_seconds <= self.seconds
+
   def example_stages(self, rng: np.random.Generator, batch_size: int) -> np.ndarray:
     """The stage of each example of a batch: `[batch_size]`, the current stage but for a
     `review` fraction drawn uniformly from the earlier stages."""

@@ -75,6 +75,7 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   summary = accuracy_of(decoded)
   summary['stage'] = stage
   summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
+  summary.update(track_sizes(model, params, framing, config))
   summary['examples'] = [
       f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
       for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
@@ -84,6 +85,24 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
     trace_problems(model, params, framing, a[:count], b[:count], os.path.join(workdir, 'dumps'),
                    run='train', epoch=epoch, batch=step, checkpoint=workdir)
   return summary
+
+
+def track_sizes(model, params, framing: data_lib.Framing,
+                config: ml_collections.ConfigDict) -> Dict[str, float]:
+  """Exact match on the rows of `config.eval.track` (e.g. `'3x3'`; empty: none), each on the
+  same `config.eval.num_examples` held-out problems at every evaluation (drawn with
+  `config.eval.seed`), so that a learning curve follows one fixed set whatever the stage:
+  `{'track/3x3': 0.42}`."""
+  if not config.eval.track:
+    return {}
+  tracked = {}
+  for ranges in parse_sizes(config.eval.track, 'config.eval.track'):
+    a, b, _ = evaluation_problems(np.random.default_rng(config.eval.seed), *ranges,
+                                  config.eval.num_examples)
+    decoded = decode_problems(model, params, framing, a, b, len(str(max(ranges[1], ranges[3]))),
+                              config.eval.batch_size)
+    tracked[f'track/{row_name(*ranges)}'] = float(np.mean(decoded['products'] == a * b))
+  return tracked
 
 
 def memory_statistics(moments: np.ndarray, max_abs: float) -> Dict[str, Any]:

@@ -128,10 +128,6 @@ def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[st
   return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets')}
 
 
-def _tree_is_finite(tree) -> bool:
-  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary."""
   framing = factory.make_framing(config)
@@ -179,7 +175,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                           'a lower config.optim.peak_lr or config.optim.clip_norm')
 
   def save(is_best: bool):
-    if not _tree_is_finite(params):
+    if not all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)):
       raise TrainingError(f'non-finite parameters at step {step}; not saved')
     checkpoints.save(step, params, train_state, {
         'curriculum': curriculum.state(), 'data_state': dataset.get_state(),
@@ -187,7 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   with hooks.stop_requests() as stop:
     try:
-      while step < tc.num_steps and not curriculum.finished:
+      while (step < tc.num_steps and not curriculum.finished
+             and not curriculum.out_of_time(tc.max_seconds)):
         calls, epoch_start = [], time.perf_counter()
         # A run resumed mid-epoch (after Ctrl-C) finishes that epoch, so evaluations fall on
         # the same steps as in an uninterrupted run.
@@ -244,8 +241,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       bar.close()
       writer.close()
       checkpoints.close()
+  limit = (f'max_seconds={tc.max_seconds}' if curriculum.out_of_time(tc.max_seconds)
+           else f'num_steps={tc.num_steps}')
   summary = {'step': step, 'stage': curriculum.stage,
-             'finished': curriculum.finished or f'reached num_steps={tc.num_steps}',
+             'finished': curriculum.finished or f'reached {limit}',
              'best_progress': curriculum.best_progress}
   log.info('training ended: %s', summary)
   return summary
