@@ -8,8 +8,8 @@ Arguments (comma separated, after a colon):
                                                           # training setting
 The default is the setting that learned fastest on a 2-core CPU (docs/experiments/README.md):
 a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, operands in aligned slots, and a
-curriculum through every stage range (1×1, 2×2, 1-99, 3×3, 1-999, 4×4, 1-9999) that keeps
-reviewing the stages already passed; the learning rate restarts at 1e-3 at each stage and halves
+curriculum through every stage range, each mixed range before the pure size it holds (1×1, 1-99,
+2×2, 1-999, 3×3, 1-9999, 4×4), that keeps reviewing the stages already passed; the learning rate restarts at 1e-3 at each stage and halves
 whenever the stage's evaluations stop improving (ttm_jax/optim.py).
 Any field can then be overridden: --config.train.batch_size=128.
 """
@@ -113,9 +113,9 @@ def get_config(arg=None):
   config.train.max_seconds = 0.0  # Stop after this much wall clock, evaluations included (0: none).
   config.train.steps_per_epoch = 200  # Train steps between evaluations.
   config.train.steps_per_call = 10  # Train steps per jitted call (one scan; divides the above).
-  config.train.stages = '1,2,5,3,6,4,7'  # The curriculum stages (1-7) in the order visited.
+  config.train.stages = '1,5,2,6,3,7,4'  # The curriculum stages (1-7) in the order visited.
   config.train.start_stage = arg['stage'] or 1  # Curriculum stage to start from.
-  config.train.last_stage = 7  # Training ends when this stage is passed.
+  config.train.last_stage = 4  # Training ends when this stage is passed.
   config.train.threshold = 0.9  # Promote when the mean of the last `window`...
   config.train.window = 5  # ...evaluation sequence accuracies reaches `threshold`...
   config.train.final_threshold = 0.99  # ...or, at the last stage, this (training then ends).

@@ -35,7 +35,7 @@ def main(*args, stdin=''):
      """error: config.eval.sizes: '0x1': expected rows like "1x1,2x1,3x3,1-9999" (AxB: """
      'digits of each operand, at least 1x1; L-H: both operands from L to H)'),
     (['--config=configs/mult.py', '--config.task.max_digits=2'],
-     "error: config.task.max_digits: 2 is too small for the stages '1,2,5,3,6,4,7': they need "
+     "error: config.task.max_digits: 2 is too small for the stages '1,5,2,6,3,7,4': they need "
      '4'),
     (['--config=configs/mult.py:runlocal=False', '--config.model.num_heads=5'],
      'error: config.model.hidden_size: 64 is not divisible by config.model.num_heads=5'),

@@ -30,7 +30,7 @@ def test_every_field_has_a_rule_and_the_configs_pass(arg):
     ('eval.sizes', '6x6', "config.eval.sizes: '6x6' has operands of 6 digits; "
      'config.task.max_digits is 5'),
     ('task.max_digits', 2, "config.task.max_digits: 2 is too small for the stages "
-     "'1,2,5,3,6,4,7': they need 4"),
+     "'1,5,2,6,3,7,4': they need 4"),
     ('model.num_heads', 3, 'config.model.hidden_size: 64 is not divisible by '
      'config.model.num_heads=3'),
     ('model.memory_mode', 'TLX', "config.model.memory_mode: 'TLX' is not one of 'TL', "),
@@ -60,14 +60,14 @@ def test_last_stage_before_start_stage():
   config = mult.get_config('stage=3')
   config.train.last_stage = 2
   with pytest.raises(factory.ConfigError, match=r"^config.train.last_stage: stage 2 comes "
-                     r"before config.train.start_stage=3 in '1,2,5,3,6,4,7'$"):
+                     r"before config.train.start_stage=3 in '1,5,2,6,3,7,4'$"):
     config_check.check(config)
 
 
 def test_last_stage_not_in_the_stage_order():
   config = mult.get_config()
   config.train.stages = '1,2,5'
-  with pytest.raises(factory.ConfigError, match=r"^config.train.last_stage: stage 7 is not in "
+  with pytest.raises(factory.ConfigError, match=r"^config.train.last_stage: stage 4 is not in "
                      r"config.train.stages='1,2,5'$"):
     config_check.check(config)
 
