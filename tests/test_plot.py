@@ -31,3 +31,14 @@ def test_plot_missing_metrics_is_one_line(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().startswith('error: cannot read')
   assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_stage_table_spans_each_visited_stage():
+  from tools import plot  # pylint: disable=g-import-not-at-top
+  rows = [{'step': step, 'stage': stage, 'sequence_accuracy': acc, 'elapsed_seconds': 60 * step}
+          for step, stage, acc in [(1, 1, 0.5), (2, 1, 1.0), (3, 5, 0.2), (4, 5, 0.9),
+                                   (5, 5, 0.8), (6, 2, 0.95)]]
+  table = plot.stage_table(rows).splitlines()
+  assert table[2:] == ['| 1 | 1-9 | 0 | 0.0 | 2 | 2.0 | 100.0% |',
+                       '| 5 | 1-99 | 2 | 2.0 | 3 | 3.0 | 90.0% |',
+                       '| 2 | 10-99 | 5 | 5.0 | 1 | 1.0 | 95.0% |']

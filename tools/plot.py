@@ -3,7 +3,9 @@
   python tools/plot.py WORKDIR [--out DIR]
 
 Writes `training.png` (loss, eval sequence and position accuracy per stage, learning rate,
-gradient norm, memory max |x| and std) to DIR (default: WORKDIR).
+gradient norm, memory max |x| and std) to DIR (default: WORKDIR). `--stages` also prints a
+Markdown table of the curriculum stages: when each began, how long it took (wall clock of
+training and evaluation, carried over resumes), and its best evaluation.
 """
 
 import argparse
@@ -15,6 +17,9 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ttm_jax import data  # pylint: disable=g-import-not-at-top  # Light: numpy only.
 
 
 def read_metrics(workdir):
@@ -69,12 +74,35 @@ def plot(workdir, out):
   return path
 
 
+def stage_table(eval_rows) -> str:
+  """A Markdown table, one row per curriculum stage in the order the run visited them."""
+  spans = []
+  for row in eval_rows:
+    if not spans or spans[-1][0] != row['stage']:
+      spans.append((row['stage'], []))
+    spans[-1][1].append(row)
+  lines = ['| stage | operands | from step | from minute | steps | minutes | best eval exact match |',
+           '|---|---|---|---|---|---|---|']
+  start_step, start_seconds = 0, 0.0
+  for stage, rows in spans:
+    low, high = data.STAGES[stage - 1]
+    seconds = rows[-1].get('elapsed_seconds', float('nan'))
+    lines.append(f'| {stage} | {low}-{high} | {start_step:,} | {start_seconds / 60:.1f} | '
+                 f'{rows[-1]["step"] - start_step:,} | {(seconds - start_seconds) / 60:.1f} | '
+                 f'{100 * max(r["sequence_accuracy"] for r in rows):.1f}% |')
+    start_step, start_seconds = rows[-1]['step'], seconds
+  return '\n'.join(lines)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdir')
   parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR)')
+  parser.add_argument('--stages', action='store_true', help='print the table of stages too')
   args = parser.parse_args(argv)
   print(plot(args.workdir, args.out or args.workdir))
+  if args.stages:
+    print(stage_table(read_metrics(args.workdir)[1]))
 
 
 if __name__ == '__main__':
