@@ -41,7 +41,7 @@ class PropertiesPanel:
       imgui.text_colored(panels.GREEN if info['correct'] else panels.RED,
                          f"{info['prediction']} ({'correct' if info['correct'] else 'wrong'})")
       records = self.sequence.at_step(step)
-      imgui.text(f"step {step} of {info['num_steps']}")
+      imgui.text(f"step {step + 1} of {info['num_steps']}")  # 1-based, as on the timeline.
       if 'inputs' in records:
         shown = ' '.join(tokens.tokens_to_string([t]) for t in records['inputs']['data'])
         imgui.text(f'inputs  {shown}')
