@@ -20,6 +20,7 @@ from ttm_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
+(SHIPPED_STEP,) = os.listdir(os.path.join(SHIPPED, 'best'))  # The one step an export holds.
 
 
 @pytest.fixture(scope='module')
@@ -35,8 +36,7 @@ def shipped():
 def test_shipped_checkpoint_is_small_and_has_no_optimizer_state():
   files = [os.path.join(root, name) for root, _, names in os.walk(SHIPPED) for name in names]
   assert sum(os.path.getsize(f) for f in files) < 20 * 2**20
-  (step,) = os.listdir(os.path.join(SHIPPED, 'best'))
-  items = set(os.listdir(os.path.join(SHIPPED, 'best', step)))
+  items = set(os.listdir(os.path.join(SHIPPED, 'best', SHIPPED_STEP)))
   assert {'meta', 'params'} <= items and 'train' not in items
 
 
@@ -101,20 +101,21 @@ def test_checkpoints_from_before_a_field_existed_read_as_its_old_value(tmp_path)
 
 
 @pytest.mark.parametrize('meta, message', [
-    ('{"curriculum": ', 'cannot read the metadata of step 34501 in {best} (JSONDecodeError: '),
-    ('{"curriculum": {"stage": 6}}', 'step 34501 in {best} is not a ttm_jax checkpoint (its '
+    ('{"curriculum": ', 'cannot read the metadata of step {step} in {best} (JSONDecodeError: '),
+    ('{"curriculum": {"stage": 6}}', 'step {step} in {best} is not a ttm_jax checkpoint (its '
      'metadata has no model config)'),
-    ('[1, 2]', 'step 34501 in {best} is not a ttm_jax checkpoint'),
+    ('[1, 2]', 'step {step} in {best} is not a ttm_jax checkpoint'),
 ])
 def test_corrupt_or_foreign_meta_is_one_error_and_nothing_changes(tmp_path, digest, meta,
                                                                   message):
   workdir = str(shutil.copytree(SHIPPED, tmp_path / 'mult'))
-  with open(os.path.join(workdir, 'best', '34501', 'meta', 'metadata'), 'w') as f:
+  with open(os.path.join(workdir, 'best', SHIPPED_STEP, 'meta', 'metadata'), 'w') as f:
     f.write(meta)
   before = digest(workdir)
   with pytest.raises(ckpt.CheckpointError) as raised:
     ckpt.load_params(workdir, mult.get_config())
-  assert str(raised.value).startswith(message.format(best=os.path.join(workdir, 'best')))
+  assert str(raised.value).startswith(
+      message.format(step=SHIPPED_STEP, best=os.path.join(workdir, 'best')))
   assert len(str(raised.value).splitlines()) == 1
   assert digest(workdir) == before
 

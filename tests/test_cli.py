@@ -10,6 +10,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
+(SHIPPED_STEP,) = os.listdir(os.path.join(SHIPPED, 'best'))  # The one step an export holds.
 
 
 @pytest.fixture(name='workdir')
@@ -105,14 +106,14 @@ def test_undecodable_input_is_an_error_line(workdir):
 
 @pytest.mark.parametrize('mode', ['eval', 'predict', 'demo', 'trace'])
 def test_corrupt_meta_is_one_line_in_every_mode(workdir, digest, mode):
-  with open(os.path.join(workdir, 'best', '34501', 'meta', 'metadata'), 'w') as f:
+  with open(os.path.join(workdir, 'best', SHIPPED_STEP, 'meta', 'metadata'), 'w') as f:
     f.write('{"curriculum": ')
   before = digest(workdir)
   extra = ['--problem=12x3'] if mode == 'trace' else []
   result = main('--config=configs/mult.py', f'--workdir={workdir}', f'--mode={mode}', *extra,
                 stdin='12x3\n')
   best = os.path.join(workdir, 'best')
-  assert result.stderr == (f'error: cannot read the metadata of step 34501 in {best} '
+  assert result.stderr == (f'error: cannot read the metadata of step {SHIPPED_STEP} in {best} '
                            '(JSONDecodeError: Expecting value: line 1 column 16 (char 15))\n')
   assert result.returncode == 1
   assert digest(workdir) == before
