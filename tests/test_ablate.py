@@ -60,4 +60,9 @@ def test_tiny_ablation_trains_reports_and_resumes(tmp_path, capsys):
   assert ablate.main(argv[:-1] + ['--report', f'--out={tmp_path}/again']) == 0
   assert os.path.getmtime(tmp_path / 'TL-s0' / 'result.json') == mtime  # Not retrained.
   assert open(tmp_path / 'again.md').read() == open(tmp_path / 'report.md').read()
+  longer = [argv[0], '--steps=30', *argv[2:3], '--variants=TL', f'--out={tmp_path}/longer']
+  assert ablate.main(longer) == 0  # A larger budget resumes the run from its checkpoint.
+  (result,) = json.load(open(tmp_path / 'longer.json'))
+  assert result['steps'] == 30 and result['budget'] == ['steps', 30]
+  assert [row['examples'] for row in result['curve']] == [160, 320, 480]
   capsys.readouterr()

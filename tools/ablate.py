@@ -11,8 +11,8 @@ Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less 
 `--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
 trains every variant on the stream framing (operands one digit per step, so after reading them
 only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2).
-Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a finished run is not
-retrained) and writes `result.json` there: the `--mode=eval` rows of its last step, parameters,
+Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a run finished on the same
+budget is not retrained, one finished on a smaller budget resumes to the new one) and writes `result.json` there: the `--mode=eval` rows of its last step, parameters,
 forward FLOPs, examples/s and the learning curve (`config.eval.track`: the same held-out
 problems of `--track` scored at every evaluation). `--report` (also run after training)
 gathers them into `OUT.json`, `OUT.md` (one row per variant, the spread over seeds as
@@ -231,8 +231,11 @@ def main(argv=None) -> int:
       path = os.path.join(workdir, 'result.json')
       if os.path.exists(path):
         with open(path) as f:
-          results.append(json.load(f))
-      elif not args.report:
+          result = json.load(f)
+        if args.report or result['budget'] == list(plan):
+          results.append(result)
+          continue
+      if not args.report:  # New, interrupted, or trained on another budget: (re)sume.
         try:
           results.append(run_variant(name, seed, workdir, plan, args.task, args.config_arg,
                                      args.track))
