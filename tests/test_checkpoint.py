@@ -40,6 +40,19 @@ def test_shipped_checkpoint_is_small_and_has_no_optimizer_state():
   assert {'meta', 'params'} <= items and 'train' not in items
 
 
+def test_shipped_checkpoint_was_trained_with_the_default_config():
+  # Issue 19: the shipped model is what `python main.py --config=configs/mult.py` makes, with no
+  # overrides (a field the run's config.json lacks was added later, at its default of 'off').
+  with open(os.path.join(SHIPPED, 'config.json')) as f:
+    recorded = json.load(f)
+  default = mult.get_config().to_dict()
+  differences = [f'{section}.{key}' for section, fields in recorded.items()
+                 if isinstance(fields, dict) for key, value in fields.items()
+                 if default[section].get(key) != value]
+  assert differences == []
+  assert recorded['seed'] == default['seed'] and recorded['train']['init_from'] == ''
+
+
 def test_every_one_digit_product(shipped):
   model, params, config, recorded = shipped
   assert recorded['1x1']['exact_match'] == 1.0

@@ -85,10 +85,10 @@ def test_predict_from_a_user_s_point_of_view(workdir, digest):
       f"error: malformed problem '١٢×٣': {malformed}",
       f"error: malformed problem '１２×３': {malformed}",
       "error: problem '99999x2': an operand has 5 digits; the model was trained on operands up "
-      'to 3 digits',
+      'to 4 digits',
       'error: empty line: expected a problem like 123×45',
       f"error: problem {'7' * 40!r}...: an operand has 5000 digits; the model was trained on "
-      'operands up to 3 digits',
+      'operands up to 4 digits',
       '8991']
   assert result.returncode == 1 and result.stderr == ''
   assert digest(workdir) == before

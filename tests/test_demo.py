@@ -29,11 +29,11 @@ def test_sparkline():
 def test_scripted_session_with_the_shipped_checkpoint():
   config = mult.get_config()  # checkpoints/mult: right on every 1×1 and 2×2 problem.
   out = io.StringIO()
-  code = demo.run_demo(config, SHIPPED, io.StringIO('12x3\nfoo\n\n7*8\n١٢×٣\n1234x2\nquit\n'),
+  code = demo.run_demo(config, SHIPPED, io.StringIO('12x3\nfoo\n\n7*8\n١٢×٣\n12345x2\nquit\n'),
                        out)
   assert code == 0
   lines = out.getvalue().splitlines()
-  assert lines[0].endswith('(operands up to 3 digits), or quit.')
+  assert lines[0].endswith('(operands up to 4 digits), or quit.')
   shown = [line.lstrip('> ') for line in lines if line.lstrip('> ')[:1] in ('1', '7', 'e')]
   assert shown == [
       '12×3 = 36   right',
@@ -43,8 +43,8 @@ def test_scripted_session_with_the_shipped_checkpoint():
       '7×8 = 56   right',
       "error: malformed problem '١٢×٣': expected two non-negative integers (ASCII digits) "
       'joined by ×, * or x, like 123×45',
-      "error: problem '1234x2': an operand has 4 digits; the model was trained on operands up "
-      'to 3 digits']
+      "error: problem '12345x2': an operand has 5 digits; the model was trained on operands up "
+      'to 4 digits']
   assert sum('ms/step' in line for line in lines) == 2
   assert sum('memory |M|' in line for line in lines) == 2
   assert lines[-1] == '> '

@@ -22,7 +22,7 @@ from ttm_jax import predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, 'checkpoints', 'mult')
-SHIPPED_DIGITS = 3  # Its curriculum stage 6 (1-999) in the order 1,2,5,3,6 of its config.json.
+SHIPPED_DIGITS = 4  # Its curriculum stage 7 (1-9999) in the order 1,5,2,6,3,7,4 of its config.
 
 
 @pytest.fixture(scope='module')
@@ -53,15 +53,15 @@ def test_an_answer_does_not_depend_on_the_lines_around_it(shipped):
 
 def test_checkpoint_digits_of_the_shipped_checkpoint(shipped):
   config, _, _, meta = shipped
-  assert meta['curriculum']['stage'] == 6
+  assert meta['curriculum']['stage'] == 7
   assert evaluate.checkpoint_digits(SHIPPED, meta, config) == SHIPPED_DIGITS
 
 
-def test_checkpoint_digits_follow_the_recorded_stage_order(tmp_path, shipped):
-  config, _, _, meta = shipped
+def test_checkpoint_digits_follow_the_recorded_stage_order(tmp_path):
+  config, meta = mult.get_config(), {'curriculum': {'stage': 3}}
   workdir = str(tmp_path)
   recorded = mult.get_config()
-  recorded.train.update(stages='1,2,3,4,5,6', last_stage=6)
+  recorded.train.update(stages='1,2,4,3,5,6', last_stage=6)
   ckpt.write_config(workdir, recorded)
   assert evaluate.checkpoint_digits(workdir, meta, config) == 4  # Stage 4 (4 digits) came first.
   os.remove(os.path.join(workdir, ckpt.CONFIG_FILE))  # None recorded: the config's order.
@@ -78,13 +78,13 @@ def test_checkpoint_digits_without_a_recorded_stage_assume_the_last_stage(tmp_pa
 
 def test_predict_answers_past_the_trained_length_with_an_error(shipped):
   config, model, params, _ = shipped
-  out = predict.predict_lines(model, params, config, ['99999x2', '1234x5', '999x9'],
+  out = predict.predict_lines(model, params, config, ['99999x2', '2x12345', '999x9'],
                                SHIPPED_DIGITS)
   assert out == [
       "error: problem '99999x2': an operand has 5 digits; the model was trained on operands "
-      'up to 3 digits',
-      "error: problem '1234x5': an operand has 4 digits; the model was trained on operands up "
-      'to 3 digits',
+      'up to 4 digits',
+      "error: problem '2x12345': an operand has 5 digits; the model was trained on operands up "
+      'to 4 digits',
       '8991']
 
 
@@ -139,9 +139,9 @@ def test_trace_of_a_problem_past_the_trained_length_is_an_error(tmp_path):
   workdir = shutil.copytree(SHIPPED, tmp_path / 'mult')
   config = mult.get_config()
   config.trace.num_examples = 0
-  with pytest.raises(factory.ConfigError, match="^--problem: problem '1234x5': an operand has "
-                     '4 digits; the model was trained on operands up to 3 digits$'):
-    predict.run_trace(config, str(workdir), '1234x5')
+  with pytest.raises(factory.ConfigError, match="^--problem: problem '12345x5': an operand has "
+                     '5 digits; the model was trained on operands up to 4 digits$'):
+    predict.run_trace(config, str(workdir), '12345x5')
   path = predict.run_trace(config, str(workdir), '12x34')
   assert json.load(open(os.path.join(workdir, 'dumps', 'index.json')))
   assert os.path.basename(path) in os.listdir(os.path.join(workdir, 'dumps'))
