@@ -9,8 +9,9 @@ Arguments (comma separated, after a colon):
 The default is the setting that learned fastest on a 2-core CPU (docs/experiments/README.md):
 a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, operands in aligned slots, and a
 curriculum through every stage range, each mixed range before the pure size it holds (1×1, 1-99,
-2×2, 1-999, 3×3, 1-9999, 4×4), that keeps reviewing the stages already passed; the learning rate restarts at 1e-3 at each stage and halves
-whenever the stage's evaluations stop improving (ttm_jax/optim.py).
+2×2, 1-999, 3×3, 1-9999, 4×4), that keeps reviewing the stages already passed; the learning
+rate restarts at 1e-3 at each stage and halves whenever the stage's training loss stops
+improving (ttm_jax/optim.py, ttm_jax/curriculum.py).
 Any field can then be overridden: --config.train.batch_size=128.
 """
 
