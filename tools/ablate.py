@@ -12,9 +12,10 @@ Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less 
 trains every variant on the stream framing (operands one digit per step, so after reading them
 only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2).
 Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a run finished on the same
-budget is not retrained, one finished on a smaller budget resumes to the new one) and writes `result.json` there: the `--mode=eval` rows of its last step, parameters,
-forward FLOPs, examples/s and the learning curve (`config.eval.track`: the same held-out
-problems of `--track` scored at every evaluation). `--report` (also run after training)
+budget is not retrained, one finished on a smaller budget resumes to the new one) and writes
+`result.json` there: the `--mode=eval` rows of its last step, parameters, forward FLOPs,
+examples/s and the learning curve (`config.eval.track`: the same held-out problems of `--track`
+scored at every evaluation). `--report` (also run after training)
 gathers them into `OUT.json`, `OUT.md` (one row per variant, the spread over seeds as
 min-max), `OUT.png` (exact match per size) and `OUT-curves.png`.
 """
@@ -187,7 +188,8 @@ def report(results: List[Dict], out: str):
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(out + '.png', dpi=110)
-  tracked = sorted({k for r in results for row in r['curve'] for k in row if k.startswith('track/')})
+  tracked = sorted({k for r in results for row in r['curve'] for k in row
+                    if k.startswith('track/')})
   fig, axes = plt.subplots(1, max(len(tracked), 1), figsize=(6 * max(len(tracked), 1), 4.5),
                            squeeze=False)
   for ax, key in zip(axes[0], tracked):

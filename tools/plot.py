@@ -81,7 +81,8 @@ def stage_table(eval_rows) -> str:
     if not spans or spans[-1][0] != row['stage']:
       spans.append((row['stage'], []))
     spans[-1][1].append(row)
-  lines = ['| stage | operands | from step | from minute | steps | minutes | best eval exact match |',
+  lines = ['| stage | operands | from step | from minute | steps | minutes | '
+           'best eval exact match |',
            '|---|---|---|---|---|---|---|']
   start_step, start_seconds = 0, 0.0
   for stage, rows in spans:
