@@ -21,7 +21,6 @@ min-max), `OUT.png` (exact match per size) and `OUT-curves.png`.
 """
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -49,6 +48,7 @@ from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 from ttm_jax import config_check  # pylint: disable=g-import-not-at-top
 from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
 from ttm_jax import factory  # pylint: disable=g-import-not-at-top
+from ttm_jax import profiling  # pylint: disable=g-import-not-at-top
 from ttm_jax import train  # pylint: disable=g-import-not-at-top
 
 VARIANTS = {
@@ -106,14 +106,12 @@ def run_config(name: str, seed: int, budget: Tuple[str, float], task: str = 'pro
 def forward_flops(config, digits: int = FLOPS_DIGITS) -> float:
   """XLA's count of floating-point operations of one teacher-forced forward pass over one
   `digits`×`digits` problem (steps unrolled, so that every step is counted)."""
-  config = copy.deepcopy(config)
-  config.model.scan = False
+  config = profiling.with_model(config, scan=False)
   model, framing = factory.make_model(config), factory.make_framing(config)
   operand = np.array([10**digits - 1])
   inputs = framing.encode(operand, operand, digits)['inputs']
   params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs)
-  cost = jax.jit(model.apply).lower(params, inputs).compile().cost_analysis()
-  return float((cost[0] if isinstance(cost, list) else cost)['flops'])
+  return profiling.cost_of(jax.jit(model.apply).lower(params, inputs).compile())['flops']
 
 
 def run_variant(name: str, seed: int, workdir: str, budget: Tuple[str, float],
@@ -162,7 +160,8 @@ def report(results: List[Dict], out: str):
   names = list(dict.fromkeys(r['variant'] for r in results))
   groups = {n: [r for r in results if r['variant'] == n] for n in names}
   sizes = [row['size'] for row in results[0]['rows']]
-  lines = ['| variant | seeds | parameters | forward MFLOPs (3×3) | examples/s | examples | '
+  lines = [f'| variant | seeds | parameters | forward MFLOPs ({FLOPS_DIGITS}×{FLOPS_DIGITS}) | '
+           'examples/s | examples | '
            'minutes | stage | ' + ' | '.join(sizes) + ' |', '|---' * (8 + len(sizes)) + '|']
   for name, runs in groups.items():
     cells = [_spread([r['rows'][i]['exact_match'] for r in runs]) for i in range(len(sizes))]

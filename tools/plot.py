@@ -9,6 +9,7 @@ training and evaluation, carried over resumes), and its best evaluation.
 """
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -76,16 +77,12 @@ def plot(workdir, out):
 
 def stage_table(eval_rows) -> str:
   """A Markdown table, one row per curriculum stage in the order the run visited them."""
-  spans = []
-  for row in eval_rows:
-    if not spans or spans[-1][0] != row['stage']:
-      spans.append((row['stage'], []))
-    spans[-1][1].append(row)
   lines = ['| stage | operands | from step | from minute | steps | minutes | '
            'best eval exact match |',
            '|---|---|---|---|---|---|---|']
   start_step, start_seconds = 0, 0.0
-  for stage, rows in spans:
+  for stage, rows in itertools.groupby(eval_rows, key=lambda row: row['stage']):
+    rows = list(rows)
     low, high = data.STAGES[stage - 1]
     seconds = rows[-1].get('elapsed_seconds', float('nan'))
     lines.append(f'| {stage} | {low}-{high} | {start_step:,} | {start_seconds / 60:.1f} | '
