@@ -75,6 +75,20 @@ def test_last_stage_finishes_at_the_final_threshold():
   assert curriculum.finished == 'passed stage 1'
 
 
+def test_a_raised_final_threshold_reopens_a_finished_run_and_only_that():
+  curriculum = Curriculum((1,))
+  curriculum.advance(_evaluated(0.99), 10, 1.0, config_with(
+      stages='1', last_stage=1, window=1, final_threshold=0.99))
+  assert curriculum.finished == 'passed stage 1'
+  curriculum.reopen(config_with(window=1, final_threshold=0.99).train)
+  assert curriculum.finished == 'passed stage 1'  # Still met: stays finished.
+  curriculum.reopen(config_with(window=1, final_threshold=0.995).train)
+  assert not curriculum.finished
+  curriculum.finished = 'early stopping: no improvement in 5 evaluations (stage 1)'
+  curriculum.reopen(config_with(window=1, final_threshold=0.995).train)
+  assert curriculum.finished.startswith('early stopping')
+
+
 def test_custom_stage_order_promotes_and_finishes_in_it():
   config = config_with(stages='1,2,5', last_stage=5, window=1)
   curriculum = Curriculum.from_config(config)

@@ -73,6 +73,19 @@ def test_stream_framing_layout_msb():
   assert batch['targets'][0].tolist() == [12, 12, 12, 3, 5, 11, 12]
 
 
+def test_a_short_stream_problem_is_encoded_as_training_batches_hold_it():
+  framing = data.Framing(max_digits=4, framing='stream')
+  dataset = data.MultiplicationDataset(256, 0, Curriculum((1, 5), stage=5), framing)
+  a, b, digits = dataset.draw_operands()
+  batch = framing.encode(a, b, digits)
+  i = int(np.flatnonzero((a < 10) & (b < 10))[0])  # A 1×1 pair in a 1-99 batch.
+  alone = framing.encode(a[i:i + 1], b[i:i + 1], framing.encoding_digits(1, trained_digits=2))
+  np.testing.assert_array_equal(alone['inputs'][0], batch['inputs'][i])
+  np.testing.assert_array_equal(alone['targets'][0], batch['targets'][i])
+  assert framing.encoding_digits(3, trained_digits=2) == 3  # Longer: its own length.
+  assert data.Framing(max_digits=4).encoding_digits(1, trained_digits=2) == 1  # Problem framing.
+
+
 def test_example_pair_from_checklist():
   framing = data.Framing(max_digits=4, digit_order='msb')
   batch = framing.encode(np.array([5]), np.array([7]), 1)
@@ -187,3 +200,13 @@ def test_a_stage_beyond_the_framing_is_refused():
 def test_encode_rejects_too_long_operands():
   with pytest.raises(ValueError, match='5 digits'):
     data.Framing(max_digits=4).encode(np.array([12345]), np.array([1]), 4)
+
+
+def test_size_ranges_read_digit_rows_and_operand_ranges():
+  assert data.size_ranges('1x1,3x2,1-9999') == [
+      (1, 9, 1, 9), (100, 999, 10, 99), (1, 9999, 1, 9999)]
+  for bad in ('1x1x1', '0x1', '2x', '1x1,', '3'):
+    with pytest.raises(ValueError, match='expected rows like'):
+      data.size_ranges(bad)
+  with pytest.raises(ValueError, match='runs from 99 down to 10'):
+    data.size_ranges('99-10')

@@ -21,8 +21,6 @@ from ttm_jax import ttm
 from ttm_jax.model import COMPUTE_DTYPES
 
 Check = Callable[[Any, ml_collections.ConfigDict], Optional[str]]
-_SIZE = r'([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*-[1-9][0-9]*)'  # AxB digits, or L-H operands.
-_SIZES_RE = re.compile(f'{_SIZE}(,{_SIZE})*')
 
 
 def _is_int(value) -> bool:
@@ -126,18 +124,11 @@ def _fits_stages(value, config) -> Optional[str]:
 
 
 def _sizes(value, config) -> Optional[str]:
-  if not isinstance(value, str) or not _SIZES_RE.fullmatch(value):
-    return (f'{value!r}: expected rows like "1x1,2x1,3x3,1-9999" (AxB: digits of each operand, '
-            'at least 1x1; L-H: both operands from L to H)')
-  longest = 0
-  for size in value.split(','):
-    if '-' in size:
-      low, high = (int(v) for v in size.split('-'))
-      if low > high:
-        return f'{size!r}: the range runs from {low} down to {high}'
-      longest = max(longest, len(str(high)))
-    else:
-      longest = max([longest] + [int(d) for d in size.split('x')])
+  try:
+    ranges = data.size_ranges(value)
+  except ValueError as e:
+    return str(e)
+  longest = max(len(str(max(high_a, high_b))) for _, high_a, _, high_b in ranges)
   if longest > config.task.max_digits:
     return (f'{value!r} has operands of {longest} digits; config.task.max_digits is '
             f'{config.task.max_digits}')

@@ -5,7 +5,8 @@ the learning-rate plateau.
 After each evaluation, `advance` appends the stage's sequence accuracy; the stage is passed when
 the mean of the last `train.window` accuracies reaches `train.threshold` (at the last stage,
 `train.final_threshold`, and training ends) or, but for the last, after
-`train.max_epochs_per_stage` evaluations.
+`train.max_epochs_per_stage` evaluations. A run that passed its last stage trains on when it
+is resumed with a `final_threshold` its history no longer meets (`reopen`).
 Progress, the measure of 'best' and of early stopping, is (stages passed) + sequence accuracy.
 The plateau: `optim.plateau_patience` evaluations in which the stage's training loss (the mean
 of the epoch before the evaluation) has not improved on its best by the fraction
@@ -103,6 +104,15 @@ class Curriculum:
     """Sets what `state()` returned."""
     for name, value in state.items():
       setattr(self, name, value)
+
+  def reopen(self, tc: ml_collections.ConfigDict):
+    """Undoes a finish by passing the last stage if `tc.final_threshold` (raised since) is
+    no longer met: the run then goes on as one started with that threshold would have."""
+    if (self.finished == f'passed stage {self.stage}'
+        and not passed(self.history, tc.final_threshold, tc.window)):
+      log.info('stage %d: the last %d evaluations do not reach final_threshold=%g: training '
+               'goes on', self.stage, tc.window, tc.final_threshold)
+      self.finished = ''
 
   @property
   def earlier_stages(self) -> Tuple[int, ...]:

@@ -22,6 +22,7 @@ pair's status); evaluation scores only them wherever both operands have 2+ digit
 
 import dataclasses
 import json
+import re
 import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -81,6 +82,15 @@ class Framing:
   def answer_start(self, digits: int) -> int:
     """First step whose prediction is an answer token."""
     return 0 if self.framing == 'problem' else 2 * digits + 1
+
+  def encoding_digits(self, digits: int, trained_digits: int) -> int:
+    """The length to encode a problem with operands of up to `digits` digits at, for a model
+    trained on operands of up to `trained_digits`. In the stream framing the answer starts
+    after the problem padded to the batch's length, and training batches are padded to their
+    stage's longest operand, so a shorter problem is padded to the trained length (else a model
+    trained on 1-99 would be asked for 3×4 two steps earlier than it ever answered); in the
+    problem framing every problem starts answering at step 0, so it keeps its own length."""
+    return max(digits, trained_digits) if self.framing == 'stream' else digits
 
   def _digits(self, number: int) -> List[int]:
     d = tok.number_to_tokens(number)
@@ -170,6 +180,31 @@ def sample_operands(rng: np.random.Generator, batch_size: int, low: int, high: i
 def digit_range(digits: int) -> Tuple[int, int]:
   """Operands with exactly `digits` digits (1-digit operands are 1-9, as in stage 1)."""
   return (1 if digits == 1 else 10 ** (digits - 1)), 10 ** digits - 1
+
+
+_SIZE_RE = re.compile(r'[1-9][0-9]*[x-][1-9][0-9]*')  # AxB (digits) or L-H (operands).
+
+
+def size_ranges(sizes: str) -> List[Tuple[int, int, int, int]]:
+  """`'1x1,2x1,1-9999'` -> operand ranges `[(low_a, high_a, low_b, high_b), ...]`: `AxB` is an
+  A-digit times a B-digit operand, `L-H` both operands in [L, H].
+
+  Raises:
+    ValueError: naming the first row that is neither.
+  """
+  ranges = []
+  for size in str(sizes).split(','):
+    if not _SIZE_RE.fullmatch(size):
+      raise ValueError(f'{size!r}: expected rows like "1x1,2x1,3x3,1-9999" (AxB: digits of each '
+                       'operand, at least 1x1; L-H: both operands from L to H)')
+    first, second = (int(v) for v in re.split('[x-]', size))
+    if 'x' in size:
+      ranges.append((*digit_range(first), *digit_range(second)))
+    elif first > second:
+      raise ValueError(f'{size!r}: the range runs from {first} down to {second}')
+    else:
+      ranges.append((first, second, first, second))
+  return ranges
 
 
 HELD_OUT_MIN = 10  # Both operands at least this for a pair to be held out...

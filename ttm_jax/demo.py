@@ -38,15 +38,18 @@ def sparkline(values: List[float]) -> str:
 class Demo:
   """A loaded model answering problems through the jitted streaming step."""
 
-  def __init__(self, model, params, config: ml_collections.ConfigDict):
+  def __init__(self, model, params, config: ml_collections.ConfigDict, trained_digits: int = 1):
+    """`trained_digits`: the longest operand the model was trained on
+    (`Framing.encoding_digits`)."""
     self.model, self.params = model, params
     self.framing = factory.make_framing(config)
+    self.trained_digits = trained_digits
     self.answer(1, 1)  # Compiles the step once, before the first prompt.
 
   def answer(self, a: int, b: int) -> dict:
     """Decodes `a×b` step by step; returns the answer, timings and memory trajectory."""
     framing = self.framing
-    digits = max(len(str(a)), len(str(b)))
+    digits = framing.encoding_digits(max(len(str(a)), len(str(b))), self.trained_digits)
     inputs = framing.encode(np.array([a]), np.array([b]), digits)['inputs']
     start = framing.answer_start(digits)
     state = streaming.init_state(self.model, self.params, 1)
@@ -90,7 +93,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sy
   """The interactive loop; returns the exit code (0)."""
   params, meta = ckpt.load_params(workdir, config)
   max_digits = evaluate.checkpoint_digits(workdir, meta, config)
-  demo = Demo(factory.make_model(config), params, config)
+  demo = Demo(factory.make_model(config), params, config, max_digits)
   stdout.write(f'TTM multiplication demo ({jax.devices()[0].platform}): type a problem like '
                f'123×45 or 123*45 (operands up to {max_digits} digits), or quit.\n')
   while True:

@@ -137,15 +137,17 @@ def model_summary(model, framing: data_lib.Framing) -> Dict[str, Any]:
 
 def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: np.ndarray,
                    dump_dir: str, run: str = '', epoch: int = 0, batch: int = 0,
-                   checkpoint: Optional[str] = None) -> List[str]:
+                   checkpoint: Optional[str] = None, trained_digits: int = 0) -> List[str]:
   """Decodes `a×b` greedily with tracing on (`trace.py`); writes one dump per problem to
-  `dump_dir` (in a multi-host run, process 0 writes them).
+  `dump_dir` (in a multi-host run, process 0 writes them). `trained_digits`: see
+  `Framing.encoding_digits`.
 
   Returns:
     the paths written (none on the other processes).
   """
   a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-  digits = max(len(str(int(v))) for v in np.concatenate([a, b]))
+  digits = framing.encoding_digits(max(len(str(int(v))) for v in np.concatenate([a, b])),
+                                   trained_digits)
   encoded = framing.encode(a, b, digits)
   start = framing.answer_start(digits)
   recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
@@ -169,26 +171,11 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
 
 def parse_sizes(sizes: str,
                 source: str = 'config.eval.sizes') -> List[Tuple[int, int, int, int]]:
-  """`'1x1,2x1,1-9999'` -> operand ranges `[(low_a, high_a, low_b, high_b), ...]`: `AxB` is an
-  A-digit times a B-digit operand, `L-H` both operands in [L, H]. `source` names the setting
-  in the error message."""
-  ranges = []
-  for size in sizes.split(','):
-    try:
-      if '-' in size:
-        low, high = (int(v) for v in size.split('-'))
-        if not 1 <= low <= high:
-          raise ValueError
-        ranges.append((low, high, low, high))
-      else:
-        da, db = (int(d) for d in size.split('x'))
-        if min(da, db) < 1:
-          raise ValueError
-        ranges.append((*data_lib.digit_range(da), *data_lib.digit_range(db)))
-    except ValueError:
-      raise factory.ConfigError(f'{source}={sizes!r}: {size!r} is neither AxB (digits, '
-                                'e.g. 2x1) nor L-H (operand range, e.g. 1-9999)') from None
-  return ranges
+  """`data.size_ranges(sizes)`, its errors as ConfigError naming `source`."""
+  try:
+    return data_lib.size_ranges(sizes)
+  except ValueError as e:
+    raise factory.ConfigError(f'{source}={sizes!r}: {e}') from None
 
 
 def evaluation_problems(rng: np.random.Generator, low_a: int, high_a: int, low_b: int,
@@ -262,7 +249,9 @@ def evaluate_sizes(model, params, config: ml_collections.ConfigDict,
       raise factory.ConfigError(f'config.eval.sizes: {row_name(*ranges)} exceeds '
                                 f'config.task.max_digits={framing.max_digits}')
     a, b, problems = evaluation_problems(rng, *ranges, config.eval.num_per_size)
-    decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
+    decoded = decode_problems(model, params, framing, a, b,
+                              framing.encoding_digits(digits, trained_digits),
+                              config.eval.batch_size)
     acc = accuracy_of(decoded)
     rows.append({'size': row_name(*ranges), 'count': len(a), 'problems': problems,
                  'longer_than_trained': digits > trained_digits,
@@ -292,7 +281,8 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   problems of each size into `workdir/dumps`."""
   params, meta = ckpt.load_params(workdir, config, step=step)
   model = factory.make_model(config)
-  rows = evaluate_sizes(model, params, config, checkpoint_digits(workdir, meta, config))
+  trained_digits = checkpoint_digits(workdir, meta, config)
+  rows = evaluate_sizes(model, params, config, trained_digits)
   print(format_table(rows))
   count = config.trace.num_examples
   if count:
@@ -301,7 +291,7 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
       a, b, _ = evaluation_problems(rng, *ranges, count)
       trace_problems(model, params, framing, a[:count], b[:count],
                      os.path.join(workdir, 'dumps'), run=f'eval-{row_name(*ranges)}',
-                     epoch=index, checkpoint=workdir)
+                     epoch=index, checkpoint=workdir, trained_digits=trained_digits)
   stage = meta.get('curriculum', {}).get('stage')
   name = 'eval.json' if step is None else f'eval-step{step}.json'
   with open(os.path.join(workdir, name), 'w') as f:

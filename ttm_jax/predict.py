@@ -22,14 +22,15 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
   """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
   returns the dump file's path ('' on the processes other than 0 of a multi-host run)."""
   params, meta = ckpt.load_params(workdir, config)
+  trained_digits = evaluate.checkpoint_digits(workdir, meta, config)
   try:
-    a, b = tok.parse_problem(problem, evaluate.checkpoint_digits(workdir, meta, config))
+    a, b = tok.parse_problem(problem, trained_digits)
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
   paths = evaluate.trace_problems(factory.make_model(config), params,
                                   factory.make_framing(config), np.array([a]), np.array([b]),
                                   os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
-                                  checkpoint=workdir)
+                                  checkpoint=workdir, trained_digits=trained_digits)
   for path in paths:  # None on the processes other than 0 of a multi-host run.
     print(path)
   return paths[0] if paths else ''
@@ -40,8 +41,8 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
   """One output line per input line: the product's digits, or `error: <why>`.
 
   Operands may have up to `max_digits` digits (`evaluate.checkpoint_digits`). Each problem is
-  decoded over the steps its own operands need, in padded batches of `PREDICT_CHUNK`, so its
-  answer does not depend on the lines around it.
+  decoded over the steps its own operands need (`Framing.encoding_digits`), in padded batches
+  of `PREDICT_CHUNK`, so its answer does not depend on the lines around it.
   """
   framing = factory.make_framing(config)
   outputs: List[str] = [''] * len(lines)
@@ -53,7 +54,8 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
     except ValueError as e:
       outputs[i] = f'error: {e}'
       continue
-    by_digits.setdefault(max(len(str(v)) for v in operands[i]), []).append(i)
+    digits = max(len(str(v)) for v in operands[i])
+    by_digits.setdefault(framing.encoding_digits(digits, max_digits), []).append(i)
   for digits, index in sorted(by_digits.items()):
     padding = [(0, 0)] * (-len(index) % PREDICT_CHUNK)
     a, b = np.array([operands[i] for i in index] + padding, np.int64).T

@@ -150,6 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     params, train_state, meta = restored
     dataset.set_state(meta['data_state'])
     curriculum.restore(meta['curriculum'])
+    curriculum.reopen(tc)
     log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
