@@ -84,6 +84,16 @@ def test_max_seconds_ends_the_run_and_a_longer_limit_resumes_it(tmp_path):
   assert train.train_and_evaluate(config, str(tmp_path))['step'] == 20
 
 
+def test_a_run_that_passed_its_last_stage_trains_on_under_a_higher_final_mark(tmp_path):
+  config = tiny_config(num_steps=1000, stages='1', start_stage=1, last_stage=1, window=1,
+                       final_threshold=0.0)
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['step'] == 10 and summary['finished'] == 'passed stage 1'
+  config.train.update(num_steps=30, final_threshold=1.0)  # At least one more epoch.
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['step'] > 10 and summary['stage'] == 1
+
+
 def test_tracked_rows_score_one_fixed_held_out_set(trained):
   _, workdir, _ = trained
   config = tiny_config()
