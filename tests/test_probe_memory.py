@@ -120,7 +120,7 @@ def test_the_probe_of_the_shipped_model(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--size=3y3'], "--size='3y3': '3y3' is neither AxB"),
+    (['--size=3y3'], "--size='3y3': '3y3': expected rows like"),
     (['--size=2x2,3x3'], 'give one size'),
     (['--size=6x6'], 'operands of 6 digits'),
     (['--count=0'], 'decode at least 1 problem'),
