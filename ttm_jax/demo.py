@@ -38,7 +38,7 @@ def sparkline(values: List[float]) -> str:
 class Demo:
   """A loaded model answering problems through the jitted streaming step."""
 
-  def __init__(self, model, params, config: ml_collections.ConfigDict, trained_digits: int = 1):
+  def __init__(self, model, params, config: ml_collections.ConfigDict, trained_digits: int = 0):
     """`trained_digits`: the longest operand the model was trained on
     (`Framing.encoding_digits`)."""
     self.model, self.params = model, params
