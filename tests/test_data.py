@@ -210,3 +210,9 @@ def test_size_ranges_read_digit_rows_and_operand_ranges():
       data.size_ranges(bad)
   with pytest.raises(ValueError, match='runs from 99 down to 10'):
     data.size_ranges('99-10')
+
+
+def test_longest_operand_counts_the_digits_of_the_largest():
+  assert data.longest_operand(7, 123) == 3
+  assert data.longest_operand(np.array([0, 99]), np.array([100])) == 3
+  assert data.longest_operand(0) == 1  # Zero is written with one digit.

@@ -128,7 +128,7 @@ def _sizes(value, config) -> Optional[str]:
     ranges = data.size_ranges(value)
   except ValueError as e:
     return str(e)
-  longest = max(len(str(max(high_a, high_b))) for _, high_a, _, high_b in ranges)
+  longest = max(data.longest_operand(high_a, high_b) for _, high_a, _, high_b in ranges)
   if longest > config.task.max_digits:
     return (f'{value!r} has operands of {longest} digits; config.task.max_digits is '
             f'{config.task.max_digits}')

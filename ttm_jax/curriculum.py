@@ -108,11 +108,16 @@ class Curriculum:
   def reopen(self, tc: ml_collections.ConfigDict):
     """Undoes a finish by passing the last stage if `tc.final_threshold` (raised since) is
     no longer met: the run then goes on as one started with that threshold would have."""
-    if (self.finished == f'passed stage {self.stage}'
+    if (self.finished == self.passed_last
         and not passed(self.history, tc.final_threshold, tc.window)):
       log.info('stage %d: the last %d evaluations do not reach final_threshold=%g: training '
                'goes on', self.stage, tc.window, tc.final_threshold)
       self.finished = ''
+
+  @property
+  def passed_last(self) -> str:
+    """`finished` of a run that passed its current stage, the last."""
+    return f'passed stage {self.stage}'
 
   @property
   def earlier_stages(self) -> Tuple[int, ...]:
@@ -164,7 +169,7 @@ class Curriculum:
     threshold = tc.final_threshold if last else tc.threshold
     done = passed(self.history, threshold, tc.window)
     if done and last:
-      self.finished = f'passed stage {self.stage}'
+      self.finished = self.passed_last
       return {}
     if done or (self.epochs_in_stage >= tc.max_epochs_per_stage and not last):
       self.stage = self.order[self.order.index(self.stage) + 1]

@@ -136,7 +136,7 @@ class Framing:
     b = np.asarray(b, np.int64)
     if np.any(a < 0) or np.any(b < 0):
       raise ValueError('operands must be non-negative')
-    longest = max(len(str(int(v))) for v in np.concatenate([a, b]))
+    longest = longest_operand(a, b)
     if longest > min(digits, self.max_digits):
       raise ValueError(f'an operand has {longest} digits; this batch allows '
                        f'{min(digits, self.max_digits)} (model max_digits={self.max_digits})')
@@ -154,6 +154,11 @@ class Framing:
       # Teacher forcing: the token predicted at step t is the input of step t + 1.
       inputs[i, start + 1:start + len(answer), -1] = answer[:-1]
     return {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
+
+
+def longest_operand(*operands) -> int:
+  """Digits of the largest of non-negative `operands` (ints or arrays of them)."""
+  return len(str(int(max(np.max(x) for x in operands))))
 
 
 def check_stage_order(order: Sequence[int]):

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import data
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import streaming
@@ -49,7 +50,7 @@ class Demo:
   def answer(self, a: int, b: int) -> dict:
     """Decodes `a×b` step by step; returns the answer, timings and memory trajectory."""
     framing = self.framing
-    digits = framing.encoding_digits(max(len(str(a)), len(str(b))), self.trained_digits)
+    digits = framing.encoding_digits(data.longest_operand(a, b), self.trained_digits)
     inputs = framing.encode(np.array([a]), np.array([b]), digits)['inputs']
     start = framing.answer_start(digits)
     state = streaming.init_state(self.model, self.params, 1)

@@ -99,7 +99,8 @@ def track_sizes(model, params, framing: data_lib.Framing,
   for ranges in parse_sizes(config.eval.track, 'config.eval.track'):
     a, b, _ = evaluation_problems(np.random.default_rng(config.eval.seed), *ranges,
                                   config.eval.num_examples)
-    decoded = decode_problems(model, params, framing, a, b, len(str(max(ranges[1], ranges[3]))),
+    decoded = decode_problems(model, params, framing, a, b,
+                              data_lib.longest_operand(ranges[1], ranges[3]),
                               config.eval.batch_size)
     tracked[f'track/{row_name(*ranges)}'] = float(np.mean(decoded['products'] == a * b))
   return tracked
@@ -146,8 +147,7 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
     the paths written (none on the other processes).
   """
   a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-  digits = framing.encoding_digits(max(len(str(int(v))) for v in np.concatenate([a, b])),
-                                   trained_digits)
+  digits = framing.encoding_digits(data_lib.longest_operand(a, b), trained_digits)
   encoded = framing.encode(a, b, digits)
   start = framing.answer_start(digits)
   recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
@@ -244,7 +244,7 @@ def evaluate_sizes(model, params, config: ml_collections.ConfigDict,
   rng = np.random.default_rng(config.eval.seed)
   rows = []
   for ranges in parse_sizes(config.eval.sizes):
-    digits = len(str(max(ranges[1], ranges[3])))
+    digits = data_lib.longest_operand(ranges[1], ranges[3])
     if digits > framing.max_digits:
       raise factory.ConfigError(f'config.eval.sizes: {row_name(*ranges)} exceeds '
                                 f'config.task.max_digits={framing.max_digits}')

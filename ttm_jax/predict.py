@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from ttm_jax import checkpoint as ckpt
+from ttm_jax import data
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import tokens as tok
@@ -54,8 +55,8 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
     except ValueError as e:
       outputs[i] = f'error: {e}'
       continue
-    digits = max(len(str(v)) for v in operands[i])
-    by_digits.setdefault(framing.encoding_digits(digits, max_digits), []).append(i)
+    digits = framing.encoding_digits(data.longest_operand(*operands[i]), max_digits)
+    by_digits.setdefault(digits, []).append(i)
   for digits, index in sorted(by_digits.items()):
     padding = [(0, 0)] * (-len(index) % PREDICT_CHUNK)
     a, b = np.array([operands[i] for i in index] + padding, np.int64).T
