@@ -65,3 +65,28 @@ def test_table_says_what_was_scored_and_marks_the_length_test():
   assert table[2].split() == ['2x2', '405', 'held-out', '(all)', '100.00%', '100.00%']
   assert table[3].split() == ['5x5', '2000', 'held-out,', 'longer', '0.00%', '25.00%']
   assert table[-1].startswith('"longer"')
+
+
+@pytest.mark.parametrize('framing, expected', [('stream', 2), ('problem', 1)])
+def test_tracked_rows_are_decoded_at_the_trained_length(framing, expected, monkeypatch):
+  """A stream-framing 1×1 row tracked while the model trains on 2 digits is padded to 2
+  (`Framing.encoding_digits`), as training pads it; in the problem framing it keeps 1."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from configs import mult  # pylint: disable=import-outside-toplevel
+  config = mult.get_config('runlocal')
+  config.task.framing, config.task.layout = framing, 'packed'
+  config.eval.track, config.eval.num_examples = '1x1', 4
+  model, framing_lib = factory.make_model(config), factory.make_framing(config)
+  inputs = framing_lib.encode(np.array([1]), np.array([1]), 1)['inputs']
+  params = model.init(jax.random.PRNGKey(0), inputs)['params']
+  lengths = []
+  decode = evaluate.decode_problems
+
+  def spy(model, params, framing, a, b, digits, batch_size):
+    lengths.append(digits)
+    return decode(model, params, framing, a, b, digits, batch_size)
+
+  monkeypatch.setattr(evaluate, 'decode_problems', spy)
+  assert set(evaluate.track_sizes(model, params, framing_lib, config, trained_digits=2)) == {
+      'track/1x1'}
+  assert lengths == [expected]

@@ -75,7 +75,7 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   summary = accuracy_of(decoded)
   summary['stage'] = stage
   summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
-  summary.update(track_sizes(model, params, framing, config))
+  summary.update(track_sizes(model, params, framing, config, trained_digits=digits))
   summary['examples'] = [
       f'{x}×{y} = {p if p >= 0 else "?"} (target {x * y}) {"ok" if p == x * y else "wrong"}'
       for x, y, p in zip(a[:config.eval.log_examples], b[:config.eval.log_examples],
@@ -87,21 +87,22 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   return summary
 
 
-def track_sizes(model, params, framing: data_lib.Framing,
-                config: ml_collections.ConfigDict) -> Dict[str, float]:
+def track_sizes(model, params, framing: data_lib.Framing, config: ml_collections.ConfigDict,
+                trained_digits: int = 0) -> Dict[str, float]:
   """Exact match on the rows of `config.eval.track` (e.g. `'3x3'`; empty: none), each on the
   same `config.eval.num_examples` held-out problems at every evaluation (drawn with
   `config.eval.seed`), so that a learning curve follows one fixed set whatever the stage:
-  `{'track/3x3': 0.42}`."""
+  `{'track/3x3': 0.42}`. `trained_digits`: the length training pads to now
+  (`Framing.encoding_digits`)."""
   if not config.eval.track:
     return {}
   tracked = {}
   for ranges in parse_sizes(config.eval.track, 'config.eval.track'):
     a, b, _ = evaluation_problems(np.random.default_rng(config.eval.seed), *ranges,
                                   config.eval.num_examples)
-    decoded = decode_problems(model, params, framing, a, b,
-                              data_lib.longest_operand(ranges[1], ranges[3]),
-                              config.eval.batch_size)
+    digits = framing.encoding_digits(data_lib.longest_operand(ranges[1], ranges[3]),
+                                     trained_digits)
+    decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
     tracked[f'track/{row_name(*ranges)}'] = float(np.mean(decoded['products'] == a * b))
   return tracked
 
