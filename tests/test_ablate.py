@@ -29,6 +29,14 @@ def test_run_config_applies_task_variant_seed_and_budget():
   assert config.model.memory_mode == 'TL-AddErase'
 
 
+@pytest.mark.parametrize('name', sorted(ablate.VARIANTS))
+def test_every_variant_is_a_valid_config_in_both_tasks(name):
+  for task in ablate.TASKS:
+    config = ablate.run_config(name, 0, ('steps', 10), task=task)  # Runs config_check.
+    assert config.model.memory_mode == ablate.VARIANTS[name].get('model.memory_mode',
+                                                                 config.model.memory_mode)
+
+
 def test_forward_flops_grow_with_the_problem_and_the_memory():
   config = ablate.run_config('TL', 0, ('steps', 1), arg='runlocal')
   flops = ablate.forward_flops(config, digits=2)

@@ -6,8 +6,9 @@ curriculum, each scored on held-out problems per size, with learning curves.
   python tools/ablate.py --workdir=/tmp/abl-stream --task=stream --steps=20000
   python tools/ablate.py --workdir=/tmp/abl --report --out=docs/ablations
 
-Variants: `TL`, `TL-MHA`, `TL-AddErase` (memory modes), `none` (the memory-less TTM) and
-`transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
+Variants: `TL`, `TL-MHA`, `TL-AddErase` (Scenic's memory modes), `TL-AddErase-NTM` (the
+NTM's erase/add: slots no write head selects keep their content), `none` (the memory-less TTM)
+and `transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
 `--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
 trains every variant on the stream framing (operands one digit per step, so after reading them
 only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2).
@@ -55,6 +56,7 @@ VARIANTS = {
     'TL': {},
     'TL-MHA': {'model.memory_mode': 'TL-MHA'},
     'TL-AddErase': {'model.memory_mode': 'TL-AddErase'},
+    'TL-AddErase-NTM': {'model.memory_mode': 'TL-AddErase-NTM'},
     'none': {'model.memory_mode': 'none'},
     'transformer': {'model.kind': 'transformer', 'task.framing': 'stream',
                     'task.layout': 'packed'},
