@@ -27,6 +27,10 @@ def test_run_config_applies_task_variant_seed_and_budget():
   assert config.train.num_steps == 500 and config.train.max_seconds == 0
   assert config.task.framing == 'problem' and config.eval.track == '2x2,3x3'
   assert config.model.memory_mode == 'TL-AddErase'
+  config = ablate.run_config('TL', 0, ('steps', 500), task='stream-1-999')
+  assert (config.task.framing, config.train.stages, config.train.last_stage) == (
+      'stream', '1,5,6', 6)
+  assert config.train.max_epochs_per_stage == 100 and config.eval.track == '2x2,3x3'
 
 
 @pytest.mark.parametrize('name', sorted(ablate.VARIANTS))

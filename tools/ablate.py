@@ -11,7 +11,8 @@ NTM's erase/add: slots no write head selects keep their content), `none` (the me
 and `transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
 `--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
 trains every variant on the stream framing (operands one digit per step, so after reading them
-only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2).
+only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2); `--task=stream-1-999`
+through 1×1, 1-99 (at most 20,000 steps) and on 1-999, which is too large to memorize.
 Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a run finished on the same
 budget is not retrained, one finished on a smaller budget resumes to the new one) and writes
 `result.json` there: the `--mode=eval` rows of its last step, parameters, forward FLOPs,
@@ -65,6 +66,11 @@ TASKS = {
     'problem': ({}, '2x2,3x3'),  # The default framing and curriculum; tracked rows.
     'stream': ({'task.framing': 'stream', 'task.layout': 'packed', 'train.stages': '1,5,2',
                 'train.last_stage': 2, 'eval.sizes': '1x1,2x1,2x2'}, '2x2'),
+    # The stream framing through 1-999, which (unlike the ~8,000 pairs of 1-99) cannot be
+    # memorized: 1-99 is left after 100 evaluations (20,000 steps) whether passed or not.
+    'stream-1-999': ({'task.framing': 'stream', 'task.layout': 'packed', 'train.stages': '1,5,6',
+                      'train.last_stage': 6, 'train.max_epochs_per_stage': 100,
+                      'eval.sizes': '1x1,2x1,2x2,3x2,3x3'}, '2x2,3x3'),
 }
 DEFAULT_VARIANTS = 'TL:3,none:3,TL-AddErase,TL-MHA,transformer'
 FLOPS_DIGITS = 3  # FLOPs are counted on one 3×3 problem.
