@@ -66,8 +66,8 @@ TASKS = {
     'problem': ({}, '2x2,3x3'),  # The default framing and curriculum; tracked rows.
     'stream': ({'task.framing': 'stream', 'task.layout': 'packed', 'train.stages': '1,5,2',
                 'train.last_stage': 2, 'eval.sizes': '1x1,2x1,2x2'}, '2x2'),
-    # The stream framing through 1-999, which (unlike the ~8,000 pairs of 1-99) cannot be
-    # memorized: 1-99 is left after 100 evaluations (20,000 steps) whether passed or not.
+    # The stream framing through 1-999, which (unlike the ~9,000 trainable pairs of 1-99)
+    # cannot be memorized: 1-99 is left after 100 evaluations (20,000 steps), passed or not.
     'stream-1-999': ({'task.framing': 'stream', 'task.layout': 'packed', 'train.stages': '1,5,6',
                       'train.last_stage': 6, 'train.max_epochs_per_stage': 100,
                       'eval.sizes': '1x1,2x1,2x2,3x2,3x3'}, '2x2,3x3'),
