@@ -1,8 +1,10 @@
 """Held-out evaluation: which problems each `--mode=eval` row scores, and the table."""
 
+import jax
 import numpy as np
 import pytest
 
+from configs import mult
 from ttm_jax import data
 from ttm_jax import evaluate
 from ttm_jax import factory
@@ -71,8 +73,6 @@ def test_table_says_what_was_scored_and_marks_the_length_test():
 def test_tracked_rows_are_decoded_at_the_trained_length(framing, expected, monkeypatch):
   """A stream-framing 1×1 row tracked while the model trains on 2 digits is padded to 2
   (`Framing.encoding_digits`), as training pads it; in the problem framing it keeps 1."""
-  import jax  # pylint: disable=import-outside-toplevel
-  from configs import mult  # pylint: disable=import-outside-toplevel
   config = mult.get_config('runlocal')
   config.task.framing, config.task.layout = framing, 'packed'
   config.eval.track, config.eval.num_examples = '1x1', 4
