@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -79,3 +83,22 @@ def test_tiny_ablation_trains_reports_and_resumes(tmp_path, capsys):
   assert result['steps'] == 30 and result['budget'] == ['steps', 30]
   assert [row['examples'] for row in result['curve']] == [160, 320, 480]
   capsys.readouterr()
+
+
+def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  process = subprocess.Popen(
+      [sys.executable, 'tools/ablate.py', f'--workdir={tmp_path}', '--steps=1000',
+       '--config_arg=runlocal', '--variants=TL'], cwd=root, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  first = tmp_path / 'TL-s0' / 'checkpoints' / '10'
+  deadline = time.time() + 300
+  while not first.is_dir() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGINT)
+  _, errors = process.communicate()
+  assert process.returncode == 130, errors
+  assert 'Traceback' not in errors
+  assert errors.strip().splitlines()[-1] == (
+      f'interrupted; run the same command to resume from the last checkpoint in '
+      f'{tmp_path / "TL-s0"}')

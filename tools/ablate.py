@@ -47,6 +47,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from configs import mult  # pylint: disable=g-import-not-at-top
 from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
+from ttm_jax import cli  # pylint: disable=g-import-not-at-top
 from ttm_jax import config_check  # pylint: disable=g-import-not-at-top
 from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
 from ttm_jax import factory  # pylint: disable=g-import-not-at-top
@@ -250,6 +251,8 @@ def main(argv=None) -> int:
                                      args.track))
         except (factory.ConfigError, ckpt.CheckpointError) as e:
           raise SystemExit(f'error: {e}') from None
+        except KeyboardInterrupt:
+          return cli.interrupted(workdir)
   if not results:
     raise SystemExit(f'error: no finished runs in {args.workdir}')
   report(results, args.out)

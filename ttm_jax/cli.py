@@ -66,9 +66,15 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None) 
     print(f'error: {e}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
-    print(f'\ninterrupted; run the same command to resume from the last checkpoint in '
-          f'{workdir}', file=sys.stderr)
-    return 130
+    return interrupted(workdir)
+
+
+def interrupted(workdir: str) -> int:
+  """Says how to resume training stopped by Ctrl-C or SIGTERM (the last checkpoint is already
+  saved); returns the exit code, 130."""
+  print(f'\ninterrupted; run the same command to resume from the last checkpoint in '
+        f'{workdir}', file=sys.stderr)
+  return 130
 
 
 def _unknown_field(name: str, argv) -> str:
