@@ -7,8 +7,8 @@ curriculum, each scored on held-out problems per size, with learning curves.
   python tools/ablate.py --workdir=/tmp/abl --report --out=docs/ablations
 
 Variants: `TL`, `TL-MHA`, `TL-AddErase` (Scenic's memory modes), `TL-AddErase-NTM` (the
-NTM's erase/add: slots no write head selects keep their content), `TL-m32` (`TL` with twice the
-memory tokens, m=32), `none` (the memory-less TTM)
+NTM's erase/add: slots no write head selects keep their content), `TL-m32` and `TL-m64` (`TL`
+with two and four times the memory tokens), `none` (the memory-less TTM)
 and `transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
 `--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
 trains every variant on the stream framing (operands one digit per step, so after reading them
@@ -61,6 +61,7 @@ VARIANTS = {
     'TL-AddErase': {'model.memory_mode': 'TL-AddErase'},
     'TL-AddErase-NTM': {'model.memory_mode': 'TL-AddErase-NTM'},
     'TL-m32': {'model.memory_size': 32},
+    'TL-m64': {'model.memory_size': 64},
     'none': {'model.memory_mode': 'none'},
     'transformer': {'model.kind': 'transformer', 'task.framing': 'stream',
                     'task.layout': 'packed'},
