@@ -8,8 +8,8 @@ curriculum, each scored on held-out problems per size, with learning curves.
 
 Variants: `TL`, `TL-MHA`, `TL-AddErase` (Scenic's memory modes), `TL-AddErase-NTM` (the
 NTM's erase/add: slots no write head selects keep their content), `TL-m32` and `TL-m64` (`TL`
-with two and four times the memory tokens), `none` (the memory-less TTM)
-and `transformer` (a causal Transformer over the token stream, `ttm_jax/baseline.py`).
+with two and four times the memory tokens), `none` (the memory-less TTM) and `transformer` (a
+causal Transformer over the token stream, `ttm_jax/baseline.py`).
 `--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
 trains every variant on the stream framing (operands one digit per step, so after reading them
 only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2); `--task=stream-1-999`
