@@ -10,15 +10,18 @@ import time
 import pytest
 
 from tools import ablate
+from ttm_jax import checkpoint as ckpt
 
 
-def test_variants_name_their_seed_counts():
-  assert ablate.parse_variants('TL:3,none,transformer:1') == [
-      ('TL', 3), ('none', 1), ('transformer', 1)]
+def test_variants_name_their_seed_counts_or_ranges():
+  assert ablate.parse_variants('TL:3,none,transformer:1,TL-m32:1-2,TL-m64:4-4') == [
+      ('TL', [0, 1, 2]), ('none', [0]), ('transformer', [0]), ('TL-m32', [1, 2]),
+      ('TL-m64', [4])]
   with pytest.raises(ValueError, match='unknown variant'):
     ablate.parse_variants('TL,NTM')
-  with pytest.raises(ValueError, match='positive integer'):
-    ablate.parse_variants('TL:0')
+  for bad in ('TL:0', 'TL:x', 'TL:2-1', 'TL:1-', 'TL:-3', 'TL:1-2-3'):
+    with pytest.raises(ValueError, match='positive seed count'):
+      ablate.parse_variants(bad)
 
 
 def test_run_config_applies_task_variant_seed_and_budget():
@@ -52,6 +55,15 @@ def test_forward_flops_grow_with_the_problem_and_the_memory():
   assert 0 < flops < ablate.forward_flops(config, digits=3)
   assert ablate.forward_flops(ablate.run_config('none', 0, ('steps', 1), arg='runlocal'),
                               digits=2) < flops
+
+
+def test_a_run_another_process_trains_stops_the_command(tmp_path):
+  run = tmp_path / 'TL-s1'
+  with ckpt.training_lock(str(run)):
+    with pytest.raises(SystemExit, match=f'^error: {run} is being trained by another process'):
+      ablate.main([f'--workdir={tmp_path}', '--steps=20', '--config_arg=runlocal',
+                   '--variants=TL:1-1', f'--out={tmp_path}/report'])
+  assert os.listdir(run) == [ckpt.LOCK_FILE]  # Nothing trained, nothing written.
 
 
 @pytest.mark.slow  # About a minute.

@@ -1,4 +1,5 @@
-"""The shipped checkpoint (checkpoints/mult): it loads with the default config and multiplies."""
+"""The shipped checkpoint (checkpoints/mult): it loads with the default config and multiplies;
+and the lock that keeps two trainers out of one workdir."""
 
 import json
 import os
@@ -166,3 +167,19 @@ def test_no_readable_latest_step_is_an_error_not_a_fresh_start(tmp_path, digest)
     checkpoints.restore_latest(params, train_state, config)
   checkpoints.close()
   assert digest(tmp_path) == before
+
+
+def test_training_lock_keeps_a_second_trainer_out_until_released(tmp_path):
+  workdir = str(tmp_path / 'run')
+  with ckpt.training_lock(workdir):  # Creates the workdir; a second open file cannot lock it.
+    with pytest.raises(ckpt.CheckpointError, match=rf'is being trained by another process '
+                       rf'\(pid {os.getpid()}\); wait for it'):
+      with ckpt.training_lock(workdir):
+        pass
+  with ckpt.training_lock(workdir):  # Released on exit: taken again.
+    pass
+  with pytest.raises(RuntimeError, match='boom'):
+    with ckpt.training_lock(workdir):
+      raise RuntimeError('boom')
+  with ckpt.training_lock(workdir):  # ...also when the body raised.
+    pass

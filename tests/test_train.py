@@ -188,6 +188,28 @@ def test_mismatched_checkpoint_is_one_clear_error(trained, digest):
   assert digest(workdir) == before  # Nothing was written, added or deleted.
 
 
+def test_second_trainer_of_one_workdir_is_one_clear_error(trained, digest):
+  _, workdir, _ = trained
+  before = digest(workdir)
+  process = subprocess.Popen(  # Holds the lock as a trainer would, until told to stop.
+      [sys.executable, '-c', 'import sys; from ttm_jax import checkpoint as c\n'
+       f'with c.training_lock({workdir!r}):\n print("held", flush=True); sys.stdin.read()'],
+      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  try:
+    assert process.stdout.readline() == 'held\n'
+    result = _main(workdir, '--config.train.num_steps=40')
+  finally:
+    process.communicate('')
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: {workdir} is being trained by another process (pid {process.pid}); wait for it '
+      'to end or stop it, or use another --workdir')
+  before.pop(ckpt.LOCK_FILE)  # Only the holder's pid was written there.
+  after = digest(workdir)
+  after.pop(ckpt.LOCK_FILE)
+  assert after == before
+
+
 def test_corrupt_latest_step_falls_back_to_previous(trained, tmp_path):
   config = tiny_config()
   workdir = str(tmp_path / 'copy')

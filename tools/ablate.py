@@ -10,10 +10,13 @@ Variants: `TL`, `TL-MHA`, `TL-AddErase` (Scenic's memory modes), `TL-AddErase-NT
 NTM's erase/add: slots no write head selects keep their content), `TL-m32` and `TL-m64` (`TL`
 with two and four times the memory tokens), `none` (the memory-less TTM) and `transformer` (a
 causal Transformer over the token stream, `ttm_jax/baseline.py`).
-`--variants` lists `NAME` or `NAME:SEEDS` (that many runs, seeds 0, 1, ...). `--task=stream`
-trains every variant on the stream framing (operands one digit per step, so after reading them
-only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2); `--task=stream-1-999`
-through 1×1, 1-99 (at most 20,000 steps) and on 1-999, which is too large to memorize.
+`--variants` lists `NAME`, `NAME:SEEDS` (that many runs, seeds 0, 1, ...) or `NAME:A-B`
+(seeds A to B), so that two processes, one core each, can train two seeds of one variant in
+one workdir; a run that another process is training stops the command with an error.
+`--task=stream` trains every variant on the stream framing (operands one digit per step, so
+after reading them only the memory holds them) through stages 1, 5 and 2 (1×1, 1-99, 2×2);
+`--task=stream-1-999` through 1×1, 1-99 (at most 20,000 steps) and on 1-999, which is too
+large to memorize.
 Each run trains in `WORKDIR/NAME-sSEED` (resuming if interrupted; a run finished on the same
 budget is not retrained, one finished on a smaller budget resumes to the new one) and writes
 `result.json` there: the `--mode=eval` rows of its last step, parameters, forward FLOPs,
@@ -80,16 +83,22 @@ DEFAULT_VARIANTS = 'TL:3,none:3,TL-AddErase,TL-MHA,transformer'
 FLOPS_DIGITS = 3  # FLOPs are counted on one 3×3 problem.
 
 
-def parse_variants(text: str) -> List[Tuple[str, int]]:
-  """`'TL:3,none'` -> `[('TL', 3), ('none', 1)]`; an unknown name or bad count: ValueError."""
+def parse_variants(text: str) -> List[Tuple[str, List[int]]]:
+  """`'TL:3,none,TL-m32:1-2'` -> `[('TL', [0, 1, 2]), ('none', [0]), ('TL-m32', [1, 2])]`; an
+  unknown name, a bad count or an empty range: ValueError."""
   runs = []
   for item in text.split(','):
     name, _, seeds = item.partition(':')
     if name not in VARIANTS:
       raise ValueError(f'unknown variant {name!r}; known: {", ".join(VARIANTS)}')
-    if seeds and (not seeds.isdigit() or int(seeds) < 1):
-      raise ValueError(f'{item!r}: the seed count after ":" must be a positive integer')
-    runs.append((name, int(seeds or 1)))
+    first, dash, last = seeds.partition('-')
+    if dash and first.isdigit() and last.isdigit() and int(first) <= int(last):
+      runs.append((name, list(range(int(first), int(last) + 1))))
+    elif not dash and (not seeds or seeds.isdigit() and int(seeds) >= 1):
+      runs.append((name, list(range(int(seeds or 1)))))
+    else:
+      raise ValueError(f'{item!r}: after ":" a positive seed count N (seeds 0 to N-1) or a '
+                       'range A-B of seeds, A <= B')
   return runs
 
 
@@ -239,7 +248,7 @@ def main(argv=None) -> int:
   plan = ('minutes', args.minutes) if args.minutes else ('steps', args.steps or 6000)
   results = []
   for name, seeds in runs:
-    for seed in range(seeds):
+    for seed in seeds:
       workdir = os.path.join(args.workdir, f'{name}-s{seed}')
       path = os.path.join(workdir, 'result.json')
       if os.path.exists(path):

@@ -1,12 +1,15 @@
 """Orbax checkpoints of a training run, and loading a trained model for inference.
 
 A workdir holds `config.json` (the config it was trained with), `checkpoints/` (the latest
-`keep` steps) and `best/` (the best step by curriculum progress). Each step has three items:
+`keep` steps), `best/` (the best step by curriculum progress) and, while a process trains
+there, `train.lock` (`training_lock`). Each step has three items:
 `params`, `train` (optimizer state, step, RNG) and `meta` (JSON: curriculum stage, data RNG
 state, history, model and task config). Inference restores `params` and `meta` only, so a
 shipped checkpoint may leave `train` out.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 from typing import Any, Dict, Optional, Tuple
@@ -19,6 +22,7 @@ from ttm_jax import factory
 from ttm_jax.log import log
 
 CONFIG_FILE = 'config.json'
+LOCK_FILE = 'train.lock'  # Held (flock) by the process training in a workdir.
 MATCHED_SECTIONS = ('model', 'task')  # A checkpoint must agree with the config on these...
 # ...except how the steps are computed.
 UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat', 'compute_dtype')
@@ -146,6 +150,34 @@ class Checkpoints:
   def close(self):
     self.latest.close()
     self.best.close()
+
+
+@contextlib.contextmanager
+def training_lock(workdir: str):
+  """Holds `workdir/train.lock` while one process trains there, so that a second one (another
+  `main.py` or `tools/ablate.py` given the same workdir) stops with CheckpointError instead of
+  resuming the same steps and overwriting them. An flock: the system releases it when the
+  process ends, killed or not. Only process 0 of a multi-host run takes it."""
+  if jax.process_index() != 0:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      raise CheckpointError(f'{workdir} is being trained by another process (pid '
+                            f'{f.read().strip() or "unknown"}); wait for it to end or stop it, '
+                            'or use another --workdir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'{os.getpid()}\n')
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict):

@@ -129,7 +129,14 @@ def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[st
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
-  """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary."""
+  """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary;
+  CheckpointError if another process is training in `workdir` (`ckpt.training_lock`)."""
+  with ckpt.training_lock(workdir):
+    return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+  """`train_and_evaluate` while holding the workdir's lock."""
   framing = factory.make_framing(config)
   model = factory.make_model(config)
   tc = config.train
