@@ -63,7 +63,7 @@ def test_a_run_another_process_trains_stops_the_command(tmp_path):
     with pytest.raises(SystemExit, match=f'^error: {run} is being trained by another process'):
       ablate.main([f'--workdir={tmp_path}', '--steps=20', '--config_arg=runlocal',
                    '--variants=TL:1-1', f'--out={tmp_path}/report'])
-  assert os.listdir(run) == [ckpt.LOCK_FILE]  # Nothing trained, nothing written.
+    assert os.listdir(run) == [ckpt.LOCK_FILE]  # Nothing trained, nothing written.
 
 
 @pytest.mark.slow  # About a minute.

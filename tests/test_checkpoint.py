@@ -1,6 +1,7 @@
 """The shipped checkpoint (checkpoints/mult): it loads with the default config and multiplies;
 and the lock that keeps two trainers out of one workdir."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -171,15 +172,38 @@ def test_no_readable_latest_step_is_an_error_not_a_fresh_start(tmp_path, digest)
 
 def test_training_lock_keeps_a_second_trainer_out_until_released(tmp_path):
   workdir = str(tmp_path / 'run')
+  lock = os.path.join(workdir, ckpt.LOCK_FILE)
   with ckpt.training_lock(workdir):  # Creates the workdir; a second open file cannot lock it.
+    assert open(lock).read() == f'{os.getpid()}\n'
     with pytest.raises(ckpt.CheckpointError, match=rf'is being trained by another process '
                        rf'\(pid {os.getpid()}\); wait for it'):
       with ckpt.training_lock(workdir):
         pass
-  with ckpt.training_lock(workdir):  # Released on exit: taken again.
+  assert os.listdir(workdir) == []  # Released: the file is gone...
+  with ckpt.training_lock(workdir):  # ...and the lock is taken again.
     pass
   with pytest.raises(RuntimeError, match='boom'):
     with ckpt.training_lock(workdir):
       raise RuntimeError('boom')
-  with ckpt.training_lock(workdir):  # ...also when the body raised.
+  with ckpt.training_lock(workdir):  # Also released when the body raised.
     pass
+  assert os.listdir(workdir) == []
+
+
+def test_training_lock_of_a_file_removed_under_it_locks_the_new_one(tmp_path, monkeypatch):
+  """A process that opened the lock file just before its holder removed it and let go."""
+  workdir = str(tmp_path)
+  path = os.path.join(workdir, ckpt.LOCK_FILE)
+  flock, calls = fcntl.flock, []
+
+  def flock_then_replace(f, operation):
+    flock(f, operation)
+    if not calls:  # The first file locked is removed and replaced, as a releasing holder would.
+      os.remove(path)
+      open(path, 'w').close()
+    calls.append(os.fstat(f.fileno()).st_ino)
+
+  monkeypatch.setattr(fcntl, 'flock', flock_then_replace)
+  with ckpt.training_lock(workdir):
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert os.stat(path).st_ino == calls[1] and open(path).read() == f'{os.getpid()}\n'

@@ -156,28 +156,39 @@ class Checkpoints:
 def training_lock(workdir: str):
   """Holds `workdir/train.lock` while one process trains there, so that a second one (another
   `main.py` or `tools/ablate.py` given the same workdir) stops with CheckpointError instead of
-  resuming the same steps and overwriting them. An flock: the system releases it when the
-  process ends, killed or not. Only process 0 of a multi-host run takes it."""
+  resuming the same steps and overwriting them. An flock, which the system releases when the
+  process ends, killed or not; the file is removed on release, before the lock is let go (a
+  process that locked a removed file tries again). Only process 0 of a multi-host run takes
+  it."""
   if jax.process_index() != 0:
     yield
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, LOCK_FILE), 'a+') as f:
+  path = os.path.join(workdir, LOCK_FILE)
+  while True:
+    f = open(path, 'a+')
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       f.seek(0)
-      raise CheckpointError(f'{workdir} is being trained by another process (pid '
-                            f'{f.read().strip() or "unknown"}); wait for it to end or stop it, '
-                            'or use another --workdir') from None
-    f.seek(0)
-    f.truncate()
+      holder = f.read().strip() or 'unknown'
+      f.close()
+      raise CheckpointError(f'{workdir} is being trained by another process (pid {holder}); '
+                            'wait for it to end or stop it, or use another --workdir') from None
+    try:
+      if os.path.samestat(os.fstat(f.fileno()), os.stat(path)):
+        break
+    except FileNotFoundError:
+      pass
+    f.close()  # Locked a file its holder removed on release: lock the new one.
+  try:
+    f.truncate(0)
     f.write(f'{os.getpid()}\n')
     f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+    yield
+  finally:
+    os.remove(path)
+    f.close()  # Releases the lock.
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict):
