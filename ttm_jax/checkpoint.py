@@ -187,7 +187,8 @@ def training_lock(workdir: str):
     f.flush()
     yield
   finally:
-    os.remove(path)
+    with contextlib.suppress(FileNotFoundError):  # Removed by hand meanwhile.
+      os.remove(path)
     f.close()  # Releases the lock.
 
 
