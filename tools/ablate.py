@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         try:
           results.append(run_variant(name, seed, workdir, plan, args.task, args.config_arg,
                                      args.track))
-        except (factory.ConfigError, ckpt.CheckpointError) as e:
+        except cli.USER_ERRORS as e:  # A bad config or checkpoint, a held run, a NaN.
           raise SystemExit(f'error: {e}') from None
         except KeyboardInterrupt:
           return cli.interrupted(workdir)
