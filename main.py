@@ -30,6 +30,11 @@ _MODE = flags.DEFINE_enum('mode', 'train', cli.MODES, 'What to do.')
 _PROBLEM = flags.DEFINE_string('problem', None, 'With --mode=trace: the problem, e.g. 123×45.')
 _STEP = flags.DEFINE_integer('step', None, 'With --mode=eval: evaluate this saved step of the '
                              'workdir instead of its best.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 0, 'Training on a CPU-only host: split it into this many devices, data '
+    'parallel (0: one per core, lowered to a count that divides config.train.batch_size). '
+    'XLA_FLAGS=--xla_force_host_platform_device_count=N overrides it; GPUs and TPUs are kept.',
+    lower_bound=0)
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Multi-host: call jax.distributed.initialize() first (it detects '
     'the coordinator, process count and id on SLURM, Open MPI, Kubernetes, Cloud TPU).')
@@ -41,7 +46,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
-  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value))
+  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value,
+                   _CPU_DEVICES.value))
 
 
 if __name__ == '__main__':

@@ -106,6 +106,8 @@ def get_config(arg=None):
   config.optim.eps = 1e-8  # AdamW epsilon.
   config.optim.weight_decay = 1e-4  # On weight matrices only (not biases, norms, embeddings).
   config.optim.clip_norm = 1.0  # Global gradient-norm clipping.
+  # Evaluate and save a moving average of the parameters with this decay per step (0: off).
+  config.optim.ema_decay = 0.0
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 32  # Global batch, split over all devices.

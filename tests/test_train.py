@@ -21,6 +21,7 @@ from ttm_jax import checkpoint as ckpt
 from ttm_jax import cli
 from ttm_jax import data as data_lib
 from ttm_jax import demo
+from ttm_jax import devices
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import predict
@@ -53,10 +54,11 @@ def test_runlocal_run_writes_checkpoints_and_metrics(trained):
   saved = json.load(open(os.path.join(workdir, 'config.json')))
   assert saved['model'] == config.model.to_dict()
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  assert [r['split'] for r in rows] == ['train', 'eval'] * 2
+  assert [r['split'] for r in rows] == ['start'] + ['train', 'eval'] * 2
+  assert rows[0]['step'] == 0 and rows[0]['config_digest'] == devices.config_digest(config)
   assert all(np.isfinite(r['loss']) for r in rows if r['split'] == 'train')
-  assert {'learning_rate', 'grad_norm', 'examples_per_second'} <= set(rows[0])
-  assert {'sequence_accuracy', 'position_accuracy', 'stage'} <= set(rows[1])
+  assert {'learning_rate', 'grad_norm', 'examples_per_second'} <= set(rows[1])
+  assert {'sequence_accuracy', 'position_accuracy', 'stage'} <= set(rows[2])
   assert any(f.startswith('events.out.tfevents') for f in
              os.listdir(os.path.join(workdir, 'tb')))
 
@@ -68,6 +70,7 @@ def test_rerun_resumes_instead_of_restarting(trained, tmp_path):
   assert summary['step'] == 30
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [r['step'] for r in rows if r['split'] == 'train'] == [10, 20, 30]
+  assert [r['step'] for r in rows if r['split'] == 'start'] == [0, 20]  # One per start.
   elapsed = [r['elapsed_seconds'] for r in rows if r['split'] == 'eval']
   assert 0 < elapsed[0] < elapsed[1] < elapsed[2]  # Carried over the resume.
 
@@ -78,7 +81,7 @@ def test_max_seconds_ends_the_run_and_a_longer_limit_resumes_it(tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary['step'] == 10 and summary['finished'] == 'reached max_seconds=1e-06'
   rows = [json.loads(line) for line in open(os.path.join(tmp_path, 'metrics.jsonl'))]
-  assert 0 <= rows[1]['track/2x2'] <= 1
+  assert 0 <= rows[2]['track/2x2'] <= 1
   config.train.max_seconds = 0
   config.train.num_steps = 20
   assert train.train_and_evaluate(config, str(tmp_path))['step'] == 20
@@ -251,9 +254,9 @@ def _main(workdir, *flags, env=None):
 
 
 def _final_params(workdir, step):
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
-  return jax.tree_util.tree_leaves(restored['params'])
+  # On this process's device, whichever devices the run saved from.
+  params, _ = ckpt.load_params(workdir, ckpt.read_config(workdir), step=step)
+  return jax.tree_util.tree_leaves(params)
 
 
 def _start(workdir, env):
@@ -290,6 +293,13 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
   assert uninterrupted.returncode == 0, output
   for a, b in zip(_final_params(straight, 30), _final_params(stopped, 30)):
     np.testing.assert_array_equal(a, b)
+  # A start leaves a row (the killed one, if it got that far); main.py split the CPU into
+  # one device per core.
+  starts = [row for row in map(json.loads, open(os.path.join(stopped, 'metrics.jsonl')))
+            if row['split'] == 'start']
+  assert [row['step'] for row in starts][:2] == [0, saved] and len(starts) in (2, 3)
+  batch = mult.get_config('runlocal').train.batch_size
+  assert {row['devices'] for row in starts} == {f'{devices.cpu_device_count(batch)} x cpu'}
 
 
 def test_training_profiles_the_chosen_steps(traced_run):

@@ -62,8 +62,8 @@ def _finish(processes):
 
 def _losses(workdir):
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  return [(r['step'], r['split']) for r in rows], [r['loss'] for r in rows
-                                                   if r['split'] == 'train']
+  return [(r['step'], r['split']) for r in rows if r['split'] != 'start'], [
+      r['loss'] for r in rows if r['split'] == 'train']
 
 
 @pytest.mark.slow

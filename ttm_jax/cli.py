@@ -9,6 +9,7 @@ from absl import flags
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import config_check
 from ttm_jax import demo
+from ttm_jax import devices
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import predict
@@ -41,16 +42,20 @@ def usage_error(mode: str, config, problem: str = None, step: int = None) -> str
   return ''
 
 
-def run(mode: str, config, workdir: str, problem: str = None, step: int = None) -> int:
+def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
+        cpu_devices: int = 0) -> int:
   """Runs `mode`; returns the exit code. A bad config or flag combination prints
   `error: ...` and returns 2 before anything runs; other known failures print `error: ...`
-  and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best."""
+  and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best.
+  `cpu_devices`: training splits a CPU-only host into this many devices (0: one per core;
+  `devices.cpu_device_count`), if JAX has not started yet."""
   message = usage_error(mode, config, problem, step)
   if message:
     print(f'error: {message}', file=sys.stderr)
     return 2
   try:
     if mode == 'train':
+      devices.split_cpu(devices.cpu_device_count(config.train.batch_size, cpu_devices))
       train.train_and_evaluate(config, workdir)
       return 0
     if mode == 'eval':

@@ -218,6 +218,7 @@ RULES = {
     'optim.eps': number(0, low_open=True),
     'optim.weight_decay': number(0),
     'optim.clip_norm': number(0, low_open=True),
+    'optim.ema_decay': number(0, 1, high_open=True),
     'train.batch_size': POSITIVE,
     'train.shard_params': boolean,
     'train.num_steps': NON_NEGATIVE,

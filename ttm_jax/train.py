@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
+from ttm_jax import devices
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import hooks
@@ -57,20 +58,49 @@ def state_shardings(tree, mesh: Mesh, shard: bool, min_size: int = 1024):
   return jax.tree_util.tree_map(sharding, tree)
 
 
-def init_state(model, tx, framing: data_lib.Framing, seed: int):
+def init_state(model, tx, framing: data_lib.Framing, seed: int, ema: bool = False):
   """Fresh `(params, train_state)`; train_state = {opt_state, step, rng, stage_start,
-  lr_scale} (the last two: the learning-rate policy's, `optim.py`)."""
+  lr_scale} (the last two: the learning-rate policy's, `optim.py`), and with `ema` the
+  parameters' moving average `ema`, starting at the initial parameters."""
   init_key, dropout_key, train_key = jax.random.split(jax.random.PRNGKey(seed), 3)
   tokens = jnp.zeros((1, 1, framing.tokens_per_step), jnp.int32)
 
   @jax.jit  # One compilation instead of one per operation.
   def init(rngs):
     params = model.init(rngs, tokens)['params']
-    return params, tx.init(params)
+    return params, tx.init(params), jax.tree_util.tree_map(jnp.copy, params)
 
-  params, opt_state = init({'params': init_key, 'dropout': dropout_key})
-  return params, {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key,
-                  'stage_start': jnp.zeros((), jnp.int32), 'lr_scale': jnp.ones((), jnp.float32)}
+  params, opt_state, average = init({'params': init_key, 'dropout': dropout_key})
+  train_state = {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key,
+                 'stage_start': jnp.zeros((), jnp.int32), 'lr_scale': jnp.ones((), jnp.float32)}
+  if ema:
+    train_state['ema'] = average
+  return params, train_state
+
+
+def served_params(params, train_state):
+  """The parameters evaluated, saved as a checkpoint's `params` and served: the moving
+  average where the run keeps one (`optim.ema_decay`), else the trained parameters."""
+  return train_state.get('ema', params)
+
+
+def to_saved(params, train_state):
+  """`(params item, train item)` of a checkpoint: with a moving average, the average is the
+  `params` item (what inference loads) and the trained parameters go in the train item, as
+  `trained`."""
+  if 'ema' not in train_state:
+    return params, train_state
+  saved = {k: v for k, v in train_state.items() if k != 'ema'}
+  return train_state['ema'], {**saved, 'trained': params}
+
+
+def from_saved(params, train_state):
+  """The inverse of `to_saved`."""
+  if 'trained' not in train_state:
+    return params, train_state
+  train_state = dict(train_state)
+  trained = train_state.pop('trained')
+  return trained, {**train_state, 'ema': params}
 
 
 def loss_fn(model, params, batch: Dict[str, jnp.ndarray], dropout_rng):
@@ -101,6 +131,10 @@ def make_train_step(model, tx, optim_config: ml_collections.ConfigDict, sharding
     opt_state.hyperparams['learning_rate'] = learning_rate
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
+    if 'ema' in train_state:  # Polyak averaging: evaluated and served instead of `params`.
+      decay = optim_config.ema_decay
+      train_state = {**train_state, 'ema': jax.tree_util.tree_map(
+          lambda e, p: decay * e + (1 - decay) * p, train_state['ema'], params)}
     metrics.update(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
                    learning_rate=learning_rate)
     train_state = {**train_state, 'opt_state': opt_state, 'step': train_state['step'] + 1,
@@ -148,19 +182,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   batch_sharding = NamedSharding(mesh, PartitionSpec(None, 'data'))  # [K, B, ...]: B split.
 
   tx = optim.make_optimizer(config.optim)
-  params, train_state = init_state(model, tx, framing, config.seed)
+  params, train_state = init_state(model, tx, framing, config.seed,
+                                   ema=config.optim.ema_decay > 0)
   dataset = data_lib.MultiplicationDataset(tc.batch_size, config.seed, curriculum, framing,
                                            tc.augment)
   checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
-  restored = checkpoints.restore_latest(params, train_state, config)
+  restored = checkpoints.restore_latest(*to_saved(params, train_state), config)
   if restored is not None:
     params, train_state, meta = restored
+    params, train_state = from_saved(params, train_state)
     dataset.set_state(meta['data_state'])
     curriculum.restore(meta['curriculum'])
     curriculum.reopen(tc)
     log.info('resumed from step %d (stage %d)', int(train_state['step']), curriculum.stage)
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
+    if 'ema' in train_state:
+      train_state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
     log.info('parameters from the best checkpoint in %s', tc.init_from)
   if jax.process_index() == 0:
     ckpt.write_config(workdir, config)
@@ -168,6 +206,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   params, train_state = jax.device_put((params, train_state), shardings)
   train_steps = make_train_step(model, tx, config.optim, shardings)
   writer = hooks.MetricsWriter(workdir)
+  writer.write(int(train_state['step']), 'start', devices.start_record(config))
   profiler = hooks.StepProfiler(config.profile.first_step, config.profile.num_steps,
                                 os.path.join(workdir, 'profile'))
   step = int(train_state['step'])
@@ -185,7 +224,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   def save(is_best: bool):
     if not all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)):
       raise TrainingError(f'non-finite parameters at step {step}; not saved')
-    checkpoints.save(step, params, train_state, {
+    checkpoints.save(step, *to_saved(params, train_state), {
         'curriculum': curriculum.state(), 'data_state': dataset.get_state(),
         'config': ckpt.config_sections(config)}, is_best)
 
@@ -222,8 +261,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         writer.write(step, 'train', train_summary)
         bar.set_postfix(loss=f'{train_summary["loss"]:.3f}', refresh=False)
 
-        eval_summary = evaluate.evaluate_stage(model, params, framing, config, curriculum.stage,
-                                               step, workdir, step // tc.steps_per_epoch)
+        eval_summary = evaluate.evaluate_stage(model, served_params(params, train_state),
+                                               framing, config, curriculum.stage, step, workdir,
+                                               step // tc.steps_per_epoch)
         curriculum.seconds += time.perf_counter() - epoch_start
         eval_summary['elapsed_seconds'] = curriculum.seconds
         writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
