@@ -42,3 +42,19 @@ def test_stage_table_spans_each_visited_stage():
   assert table[2:] == ['| 1 | 1-9 | 0 | 0.0 | 2 | 2.0 | 100.0% |',
                        '| 5 | 1-99 | 2 | 2.0 | 3 | 3.0 | 90.0% |',
                        '| 2 | 10-99 | 5 | 5.0 | 1 | 1.0 | 95.0% |']
+
+
+def test_invocations_give_the_wall_clock_of_each_start():
+  from tools import plot  # pylint: disable=g-import-not-at-top
+  start = {'split': 'start', 'devices': '2 x cpu', 'cpu': 'AMD EPYC', 'commit': 'abc',
+           'config_digest': 'd1'}
+  rows = [dict(start, step=0, time='2026-12-07T10:00:00+00:00'),
+          {'split': 'train', 'step': 10},
+          dict(start, step=10, time='2026-12-07T11:00:00+00:00'),
+          {'split': 'end', 'step': 30, 'time': '2026-12-07T11:45:30+00:00',
+           'finished': 'passed stage 4'}]
+  assert plot.invocations(rows).splitlines() == [
+      'start at step 0: 2026-12-07T10:00:00+00:00, 2 x cpu, AMD EPYC, commit abc, config d1; '
+      'no end recorded (stopped, or still running)',
+      'start at step 10: 2026-12-07T11:00:00+00:00, 2 x cpu, AMD EPYC, commit abc, config d1; '
+      'ended at step 30 after 45.5 min (passed stage 4)']

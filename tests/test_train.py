@@ -54,7 +54,7 @@ def test_runlocal_run_writes_checkpoints_and_metrics(trained):
   saved = json.load(open(os.path.join(workdir, 'config.json')))
   assert saved['model'] == config.model.to_dict()
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  assert [r['split'] for r in rows] == ['start'] + ['train', 'eval'] * 2
+  assert [r['split'] for r in rows] == ['start'] + ['train', 'eval'] * 2 + ['end']
   assert rows[0]['step'] == 0 and rows[0]['config_digest'] == devices.config_digest(config)
   assert all(np.isfinite(r['loss']) for r in rows if r['split'] == 'train')
   assert {'learning_rate', 'grad_norm', 'examples_per_second'} <= set(rows[1])

@@ -62,7 +62,7 @@ def _finish(processes):
 
 def _losses(workdir):
   rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
-  return [(r['step'], r['split']) for r in rows if r['split'] != 'start'], [
+  return [(r['step'], r['split']) for r in rows if r['split'] not in ('start', 'end')], [
       r['loss'] for r in rows if r['split'] == 'train']
 
 

@@ -3,12 +3,14 @@
   python tools/plot.py WORKDIR [--out DIR]
 
 Writes `training.png` (loss, eval sequence and position accuracy per stage, learning rate,
-gradient norm, memory max |x| and std) to DIR (default: WORKDIR). `--stages` also prints a
+gradient norm, memory max |x| and std) to DIR (default: WORKDIR). `--stages` also prints a line
+per start of training (its time, devices, CPU, commit, and the wall clock to its end) and a
 Markdown table of the curriculum stages: when each began, how long it took (wall clock of
 training and evaluation, carried over resumes), and its best evaluation.
 """
 
 import argparse
+import datetime
 import itertools
 import json
 import os
@@ -23,14 +25,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ttm_jax import data  # pylint: disable=g-import-not-at-top  # Light: numpy only.
 
 
-def read_metrics(workdir):
-  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`."""
+def read_rows(workdir):
+  """The rows of `workdir/metrics.jsonl`."""
   path = os.path.join(workdir, 'metrics.jsonl')
   try:
     with open(path) as f:
-      rows = [json.loads(line) for line in f if line.strip()]
+      return [json.loads(line) for line in f if line.strip()]
   except (OSError, json.JSONDecodeError) as e:
     raise SystemExit(f'error: cannot read {path}: {e}')
+
+
+def read_metrics(workdir):
+  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`."""
+  rows = read_rows(workdir)
   return ([r for r in rows if r['split'] == 'train'], [r for r in rows if r['split'] == 'eval'])
 
 
@@ -92,6 +99,27 @@ def stage_table(eval_rows) -> str:
   return '\n'.join(lines)
 
 
+def invocations(rows) -> str:
+  """A line per start of training (`start` rows): when, where, which code, and the wall clock
+  to its `end` row (none where the run was stopped or still runs)."""
+  lines = []
+  for i, row in enumerate(rows):
+    if row['split'] != 'start':
+      continue
+    end = next((r for r in rows[i + 1:] if r['split'] in ('start', 'end')), None)
+    commit = row['commit'][:12] + ('+dirty' if row['commit'].endswith('+dirty') else '')
+    line = (f'start at step {row["step"]:,}: {row["time"]}, {row["devices"]}, {row["cpu"]}, '
+            f'commit {commit or "unknown"}, config {row["config_digest"]}; ')
+    if end is None or end['split'] == 'start':
+      line += 'no end recorded (stopped, or still running)'
+    else:
+      minutes = (datetime.datetime.fromisoformat(end['time'])
+                 - datetime.datetime.fromisoformat(row['time'])).total_seconds() / 60
+      line += f'ended at step {end["step"]:,} after {minutes:.1f} min ({end["finished"]})'
+    lines.append(line)
+  return '\n'.join(lines) or 'no start rows (a run from before they were written)'
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdir')
@@ -100,6 +128,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   print(plot(args.workdir, args.out or args.workdir))
   if args.stages:
+    print(invocations(read_rows(args.workdir)))
     print(stage_table(read_metrics(args.workdir)[1]))
 
 

@@ -83,11 +83,16 @@ def config_digest(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def utc_now() -> str:
+  """The time, in UTC to the second (ISO 8601)."""
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
 def start_record(config: ml_collections.ConfigDict) -> Dict[str, Any]:
   """What a start of training records: when, which code and config, on which devices and
   CPU."""
   devices = jax.devices()
-  return {'time': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  return {'time': utc_now(),
           'commit': git_commit(), 'config_digest': config_digest(config),
           'devices': f'{len(devices)} x {devices[0].device_kind}',
           'processes': jax.process_count(), 'cpu': cpu_model(), 'cores': usable_cores(),
