@@ -19,11 +19,13 @@ import pytest
 from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import cli
+from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
 from ttm_jax import demo
 from ttm_jax import devices
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import optim
 from ttm_jax import predict
 from ttm_jax import train
 
@@ -307,3 +309,51 @@ def test_training_profiles_the_chosen_steps(traced_run):
   runs = glob.glob(os.path.join(workdir, 'profile', 'plugins', 'profile', '*'))
   assert len(runs) == 1  # One trace, of steps 12-13.
   assert glob.glob(os.path.join(runs[0], '*.xplane.pb'))
+
+
+def test_ema_averages_the_parameters_step_by_step():
+  config = tiny_config()
+  config.optim.ema_decay = 0.75
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  tx = optim.make_optimizer(config.optim)
+  params, train_state = train.init_state(model, tx, framing, 0, ema=True)
+  dataset = data_lib.MultiplicationDataset(16, 0, curriculum_lib.Curriculum.from_config(config),
+                                           framing, True)
+  step = train.make_train_step(model, tx, config.optim)
+  to_numpy = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
+  params, train_state, _ = step(params, train_state, train.draw_batches(dataset, 1))
+  before, average = to_numpy(params), to_numpy(train_state['ema'])  # (Step 0's rate is 0.)
+  params, train_state, _ = step(params, train_state, train.draw_batches(dataset, 1))
+  expected = jax.tree_util.tree_map(lambda e, p: 0.75 * e + 0.25 * np.asarray(p), average,
+                                    params)
+  for a, b in zip(jax.tree_util.tree_leaves(expected),
+                  jax.tree_util.tree_leaves(train_state['ema'])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert any(not np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(before),
+                                                   jax.tree_util.tree_leaves(params)))
+
+
+def test_ema_run_serves_the_average_and_resumes_exactly(tmp_path):
+  config = tiny_config(num_steps=30)
+  config.optim.ema_decay = 0.9
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, straight)
+  config.train.num_steps = 20
+  train.train_and_evaluate(config, resumed)
+  config.train.num_steps = 30
+  train.train_and_evaluate(config, resumed)
+  for a, b in zip(_final_params(straight, 30), _final_params(resumed, 30)):
+    np.testing.assert_array_equal(a, b)
+  # The checkpoint's params are the average; tools/ema_paired.py scores it and the trained ones.
+  result = subprocess.run([sys.executable, 'tools/ema_paired.py', straight, '--sizes=1x1',
+                           '--count=20'], cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert [line.split(':')[0] for line in lines] == ['step 30 trained', 'step 30 average']
+  assert all(re.search(r'1x1 \d+\.\d\d%$', line) for line in lines)
+  plain = str(tmp_path / 'plain')
+  train.train_and_evaluate(tiny_config(num_steps=10), plain)
+  result = subprocess.run([sys.executable, 'tools/ema_paired.py', plain], cwd=ROOT,
+                          capture_output=True, text=True)
+  assert result.returncode == 1 and result.stderr.startswith('error: ') and \
+      len(result.stderr.splitlines()) == 1
