@@ -10,7 +10,6 @@ training and evaluation, carried over resumes), and its best evaluation.
 
 import argparse
 import itertools
-import json
 import os
 import sys
 
@@ -21,17 +20,29 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ttm_jax import data  # pylint: disable=g-import-not-at-top  # Light: numpy only.
+from ttm_jax import files  # pylint: disable=g-import-not-at-top  # Light: no numpy even.
+
+
+_WARNED = set()  # Files whose cut last line was reported.
 
 
 def read_metrics(workdir):
-  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`."""
+  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`. A last line cut off by a kill or a
+  full disk (which the next training start drops) is left out, with a warning."""
   path = os.path.join(workdir, 'metrics.jsonl')
   try:
-    with open(path) as f:
-      rows = [json.loads(line) for line in f if line.strip()]
-  except (OSError, json.JSONDecodeError) as e:
-    raise SystemExit(f'error: cannot read {path}: {e}')
-  return ([r for r in rows if r['split'] == 'train'], [r for r in rows if r['split'] == 'eval'])
+    rows, cut = files.read_jsonl(path)
+  except OSError as e:
+    raise SystemExit(f'error: cannot read {path}: {files.os_error_message(e)}') from None
+  except files.JsonLinesError as e:
+    raise SystemExit(f'error: {e}') from None
+  if cut and path not in _WARNED:
+    _WARNED.add(path)
+    print(f'warning: {path}: its last line is cut off (an interrupted write; {len(cut)} '
+          'characters), left out', file=sys.stderr)
+  rows = [r for r in rows if isinstance(r.get('step'), int)]
+  return ([r for r in rows if r.get('split') == 'train'],
+          [r for r in rows if r.get('split') == 'eval'])
 
 
 def plot(workdir, out):
@@ -70,7 +81,8 @@ def plot(workdir, out):
   fig.tight_layout()
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, 'training.png')
-  fig.savefig(path, dpi=80)
+  with files.atomic_file(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=80)
   plt.close(fig)
   return path
 
@@ -98,9 +110,12 @@ def main(argv=None):
   parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR)')
   parser.add_argument('--stages', action='store_true', help='print the table of stages too')
   args = parser.parse_args(argv)
-  print(plot(args.workdir, args.out or args.workdir))
-  if args.stages:
-    print(stage_table(read_metrics(args.workdir)[1]))
+  try:
+    print(plot(args.workdir, args.out or args.workdir))
+    if args.stages:
+      print(stage_table(read_metrics(args.workdir)[1]))
+  except OSError as e:  # A read-only or full folder for the PNG.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
 
 
 if __name__ == '__main__':
