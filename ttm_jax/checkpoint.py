@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from ttm_jax import curriculum
 from ttm_jax import factory
 from ttm_jax import files
 from ttm_jax.log import log
@@ -302,11 +303,23 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
       config = json.load(f)
   except FileNotFoundError:
     raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a training workdir') from None
-  except json.JSONDecodeError as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise CheckpointError(f'{path} is not valid JSON ({e})') from None
+  sections = ('model', 'task', 'train')
+  if not isinstance(config, dict) or not all(isinstance(config.get(name), dict)
+                                             for name in sections):
+    raise CheckpointError(f'{path} is not the config of a ttm_jax run (no '
+                          f'{"/".join(sections)} sections)')
   for (section, key), value in ADDED_FIELDS.items():
-    config.get(section, {}).setdefault(key, value)
-  return ml_collections.ConfigDict(config)
+    config[section].setdefault(key, value)
+  try:
+    config = ml_collections.ConfigDict(config)
+    factory.make_model(config)  # What is read from it: the model, the task and the stages.
+    curriculum.stage_order(config.train)
+  except Exception as e:  # pylint: disable=broad-except  # A field missing or of a wrong type.
+    raise CheckpointError(f'{path} is not the config of a ttm_jax run ({type(e).__name__}: '
+                          f'{str(e).splitlines()[0] if str(e) else ""})') from None
+  return config
 
 
 def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'best',

@@ -66,9 +66,11 @@ def atomic_file(path: str, mode: str = 'w'):
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as e:
     with contextlib.suppress(OSError):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.filename is None and e.errno:  # Say which file.
+      raise OSError(e.errno, e.strerror, path) from None
     raise
   _fsync_folder(folder)
 

@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
+from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import hooks
@@ -179,6 +180,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     log.info('parameters from the best checkpoint in %s', tc.init_from)
   if jax.process_index() == 0:
     ckpt.write_config(workdir, config)
+    if config.trace.num_examples:  # A damaged dump index: an error now, not at an evaluation.
+      dump_files.check_writable(os.path.join(workdir, 'dumps'))
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
   train_steps = make_train_step(model, tx, config.optim, shardings)
