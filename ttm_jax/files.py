@@ -97,6 +97,21 @@ def check_writable(folder: str):
   os.unlink(tmp)
 
 
+def check_outputs(*paths: str):
+  """`check_writable` for the folder of each of `paths` given (None or '' are skipped): a
+  tool calls it before its work, for the files it writes after."""
+  for path in paths:
+    if path:
+      check_writable(os.path.dirname(os.path.abspath(path)))
+
+
+def save_figure(fig, path: str, **kwargs):
+  """`fig.savefig(path, **kwargs)`, atomically (`atomic_file`), in the format of the path's
+  extension."""
+  with atomic_file(path, 'wb') as f:
+    fig.savefig(f, format=os.path.splitext(path)[1].lstrip('.') or 'png', **kwargs)
+
+
 class JsonLinesError(ValueError):
   """A JSON-lines file with a damaged line before its last one; the message names it."""
 
