@@ -96,20 +96,30 @@ def test_a_run_that_passed_its_last_stage_trains_on_under_a_higher_final_mark(tm
   assert summary['step'] > 10 and summary['stage'] == 1
 
 
-def test_tracked_rows_score_one_fixed_held_out_set(trained):
-  _, workdir, _ = trained
+def test_tracked_rows_score_one_fixed_held_out_set(tmp_path):
+  # Issue 34: the tracked rows of metrics.jsonl, at every evaluation, are the exact match of
+  # that step's parameters on one fixed set of held-out problems (drawn with eval.seed, not
+  # the step), decoded here again from the saved steps.
   config = tiny_config()
   config.eval.track = '1x1,2x2'
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  rows = [r for r in files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))[0]
+          if r['split'] == 'eval']
+  assert [r['step'] for r in rows] == [10, 20]
   model, framing = factory.make_model(config), factory.make_framing(config)
-  params, _ = ckpt.load_params(workdir, config)
-  tracked = evaluate.track_sizes(model, params, framing, config)
-  assert set(tracked) == {'track/1x1', 'track/2x2'}
   a, b, which = evaluate.evaluation_problems(np.random.default_rng(config.eval.seed), 10, 99,
                                              10, 99, config.eval.num_examples)
-  assert which == 'held-out'
-  decoded = evaluate.decode_problems(model, params, framing, a, b, 2, 8)
-  assert tracked['track/2x2'] == np.mean(decoded['products'] == a * b)
-  assert evaluate.track_sizes(model, params, framing, config) == tracked
+  assert which == 'held-out' and len(a) == config.eval.num_examples
+  one_a, one_b = (x.ravel() for x in np.meshgrid(np.arange(1, 10), np.arange(1, 10)))
+  for row in rows:
+    params, _ = ckpt.load_params(workdir, config, step=row['step'])
+    two = evaluate.decode_problems(model, params, framing, a, b,
+                                   framing.encoding_digits(2, 1), 7)
+    one = evaluate.decode_problems(model, params, framing, one_a, one_b,
+                                   framing.encoding_digits(1, 1), 7)
+    assert row['track/2x2'] == np.mean(two['products'] == a * b)
+    assert row['track/1x1'] == np.mean(one['products'] == one_a * one_b)
 
 
 def test_eval_mode_table_and_json(trained, capsys):
