@@ -49,8 +49,11 @@ class MetricsWriter:
       elif isinstance(value, list):  # Per-step series: one scalar per entry.
         for i, item in enumerate(value):
           self.tb.add_scalar(f'{split}/{name}/{i}', item, step)
-    self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
-    self.jsonl.flush()
+    try:
+      self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+      self.jsonl.flush()
+    except OSError as e:  # A full disk: say which file (the next start drops a cut line).
+      raise OSError(e.errno, e.strerror, self.jsonl.name) from None
 
   def close(self):
     if self.enabled:
