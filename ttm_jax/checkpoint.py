@@ -12,8 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
-import sys
 from typing import Any, Dict, Optional, Tuple
 
 import jax
@@ -108,48 +106,11 @@ save_failed = False
 def _save_error(e: Exception) -> str:
   """Why a save failed, with what to do: from the OSError, or the errno orbax's tensorstore
   errors carry in their text (`[os_error_code='28']`)."""
-  if isinstance(e, OSError) and e.errno:
-    code = e.errno
-  else:
-    found = re.search(r"os_error_code='?(\d+)", str(e))
-    code = int(found.group(1)) if found else None
+  code = files.errno_of(e)
   if code is None:
     return _error_summary(e)
   hint = files.errno_hint(code)
   return os.strerror(code) + (f'; {hint}' if hint else '')
-
-
-@contextlib.contextmanager
-def _stderr_held():
-  """What the process writes to its stderr (fd 2) meanwhile is held in memory and written out
-  when the block ends without an error, and dropped when it raises."""
-  try:
-    sys.stderr.flush()
-    saved = os.dup(2)
-  except (OSError, ValueError, AttributeError):  # No fd 2 (or no stderr).
-    yield
-    return
-  try:
-    held = os.memfd_create('stderr')
-  except (OSError, AttributeError):
-    os.close(saved)
-    yield
-    return
-  os.dup2(held, 2)
-  succeeded = False
-  try:
-    yield
-    succeeded = True
-  finally:
-    with contextlib.suppress(Exception):
-      sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
-    if succeeded:
-      os.lseek(held, 0, os.SEEK_SET)
-      while chunk := os.read(held, 1 << 16):
-        os.write(2, chunk)
-    os.close(held)
 
 
 class Checkpoints:
@@ -180,7 +141,7 @@ class Checkpoints:
     during the save is dropped then (and kept if it succeeds)."""
     global save_failed
     try:
-      with _stderr_held():
+      with files.stderr_held():
         if step in steps.all_steps():  # Orbax saves a step once: the old one goes first.
           steps.delete(step)
         steps.save(step, args=args, force=True)

@@ -13,6 +13,8 @@ import contextlib
 import errno
 import json
 import os
+import re
+import sys
 import tempfile
 from typing import Any, Dict, List, Tuple
 
@@ -41,6 +43,48 @@ def os_error_message(e: OSError) -> str:
   why = e.strerror or str(e) or type(e).__name__
   hint = errno_hint(e.errno)
   return (f'{where}: ' if where else '') + why + (f'; {hint}' if hint else '')
+
+
+def errno_of(e: Exception):
+  """The errno of an OSError, or the one a tensorstore error (orbax's) carries in its text
+  (`[os_error_code='28']`); None if neither."""
+  if isinstance(e, OSError) and e.errno:
+    return e.errno
+  found = re.search(r"os_error_code='?(\d+)", str(e))
+  return int(found.group(1)) if found else None
+
+
+@contextlib.contextmanager
+def stderr_held():
+  """What the process writes to its stderr (fd 2) meanwhile is held in memory and written out
+  when the block ends without an error, and dropped when it raises."""
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError, AttributeError):  # No fd 2 (or no stderr).
+    yield
+    return
+  try:
+    held = os.memfd_create('stderr')
+  except (OSError, AttributeError):
+    os.close(saved)
+    yield
+    return
+  os.dup2(held, 2)
+  succeeded = False
+  try:
+    yield
+    succeeded = True
+  finally:
+    with contextlib.suppress(Exception):
+      sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    if succeeded:
+      os.lseek(held, 0, os.SEEK_SET)
+      while chunk := os.read(held, 1 << 16):
+        os.write(2, chunk)
+    os.close(held)
 
 
 def _fsync_folder(folder: str):
