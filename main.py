@@ -24,6 +24,7 @@ from ml_collections import config_flags
 
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import cli
+from ttm_jax import files
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
                                           lock_config=True)
@@ -43,10 +44,11 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
+  files.SILENCE_AFTER_FAILURE = True  # After a failed save: one error line (ttm_jax/files.py).
   code = cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value)
   if ckpt.save_failed:  # Orbax's threads would print about the files they were writing.
     sys.stdout.flush()
-    sys.stderr.flush()
+    files.error_stream().flush()
     os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 

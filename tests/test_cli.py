@@ -148,9 +148,9 @@ def _run_in_process(capsys, mode, workdir, config=None, problem=None):
 
 
 @pytest.mark.parametrize('text, why', [
-    ('[1, 2]', 'no model/task/train sections'),
-    ('{"model": 3, "task": {}, "train": {}}', 'no model/task/train sections'),
-    ('{"model": {}, "task": {}, "train": {}}', 'AttributeError: '),
+    ('[1, 2]', 'its model and task are not JSON objects'),
+    ('{"model": 3, "task": {}, "train": {}}', 'its model and task are not JSON objects'),
+    ('{"model": {}, "task": {}, "train": {}}', 'AttributeError: '),  # Fields missing.
 ])
 @pytest.mark.parametrize('mode', ['eval', 'trace'])
 def test_a_config_json_of_the_wrong_shape_is_one_line(workdir, digest, capsys, text, why, mode):

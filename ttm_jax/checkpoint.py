@@ -266,17 +266,18 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a training workdir') from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise CheckpointError(f'{path} is not valid JSON ({e})') from None
-  sections = ('model', 'task', 'train')
   if not isinstance(config, dict) or not all(isinstance(config.get(name), dict)
-                                             for name in sections):
-    raise CheckpointError(f'{path} is not the config of a ttm_jax run (no '
-                          f'{"/".join(sections)} sections)')
+                                             for name in MATCHED_SECTIONS) or not isinstance(
+                                                 config.get('train', {}), dict):
+    raise CheckpointError(f'{path} is not the config of a ttm_jax run (its model and task '
+                          'are not JSON objects)')
   for (section, key), value in ADDED_FIELDS.items():
     config[section].setdefault(key, value)
   try:
     config = ml_collections.ConfigDict(config)
-    factory.make_model(config)  # What is read from it: the model, the task and the stages.
-    curriculum.stage_order(config.train)
+    factory.make_framing(config)  # What is read from it: the task and the stages.
+    if 'train' in config:
+      curriculum.stage_order(config.train)
   except Exception as e:  # pylint: disable=broad-except  # A field missing or of a wrong type.
     raise CheckpointError(f'{path} is not the config of a ttm_jax run ({type(e).__name__}: '
                           f'{str(e).splitlines()[0] if str(e) else ""})') from None

@@ -83,10 +83,10 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None) 
     return predict.run_predict(config, workdir)
   except BrokenPipeError:  # `--mode=predict | head -1`: the reader is gone.
     _quiet_stdout()
-    print(error_line(BrokenPipeError()), file=sys.stderr)
+    print(error_line(BrokenPipeError()), file=files.error_stream())
     return 1
   except USER_ERRORS as e:
-    print(error_line(e), file=sys.stderr)
+    print(error_line(e), file=files.error_stream())
     return 1
   except KeyboardInterrupt:
     return interrupted(workdir)

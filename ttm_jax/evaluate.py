@@ -226,7 +226,8 @@ def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDic
   stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
   stage counts the stages up to `train.last_stage`, and says so."""
   recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
-  tc = ckpt.read_config(workdir).train if recorded else config.train
+  saved = ckpt.read_config(workdir) if recorded else {}
+  tc = saved.train if 'train' in saved else config.train
   order = curriculum.stage_order(tc)
   stage = meta.get('curriculum', {}).get('stage')
   if stage not in order:

@@ -45,6 +45,18 @@ def os_error_message(e: OSError) -> str:
   return (f'{where}: ' if where else '') + why + (f'; {hint}' if hint else '')
 
 
+# Set by a program that ends soon after a failed `stderr_held` block (main.py): its stderr
+# (fd 2) then stays silent, and `error_stream()` is where its error line goes.
+SILENCE_AFTER_FAILURE = False
+_error_stream = None
+
+
+def error_stream():
+  """Where an error line goes: `sys.stderr`, or the stderr as it was before fd 2 was silenced
+  (`SILENCE_AFTER_FAILURE`)."""
+  return _error_stream or sys.stderr
+
+
 def errno_of(e: Exception):
   """The errno of an OSError, or the one a tensorstore error (orbax's) carries in its text
   (`[os_error_code='28']`); None if neither."""
@@ -70,6 +82,7 @@ def stderr_held():
     os.close(saved)
     yield
     return
+  global _error_stream
   os.dup2(held, 2)
   succeeded = False
   try:
@@ -78,8 +91,14 @@ def stderr_held():
   finally:
     with contextlib.suppress(Exception):
       sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
+    if not succeeded and SILENCE_AFTER_FAILURE:  # Threads left mid-write print for a while.
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, 2)
+      os.close(devnull)
+      _error_stream = os.fdopen(saved, 'w', buffering=1, errors='backslashreplace')
+    else:
+      os.dup2(saved, 2)
+      os.close(saved)
     if succeeded:
       os.lseek(held, 0, os.SEEK_SET)
       while chunk := os.read(held, 1 << 16):
