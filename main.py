@@ -8,6 +8,7 @@
   python main.py --config=configs/mult.py --mode=demo                      # interactive
 """
 
+import os
 import sys
 
 from ttm_jax import host_memory
@@ -21,7 +22,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from ttm_jax import checkpoint as ckpt
 from ttm_jax import cli
+from ttm_jax import files
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
                                           lock_config=True)
@@ -46,8 +49,14 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
-  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value,
-                   _CPU_DEVICES.value))
+  files.SILENCE_AFTER_FAILURE = True  # After a failed save: one error line (ttm_jax/files.py).
+  code = cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value,
+                 _CPU_DEVICES.value)
+  if ckpt.save_failed:  # Orbax's threads would print about the files they were writing.
+    sys.stdout.flush()
+    files.error_stream().flush()
+    os._exit(code)  # pylint: disable=protected-access
+  sys.exit(code)
 
 
 if __name__ == '__main__':

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from configs import mult
 from tools import ablate
 from ttm_jax import checkpoint as ckpt
 
@@ -40,13 +41,36 @@ def test_run_config_applies_task_variant_seed_and_budget():
   assert config.train.max_epochs_per_stage == 100 and config.eval.track == '2x2,3x3'
 
 
+def _fields(config):
+  """`{'section.key': value}` of every field of a config."""
+  return {f'{section}.{key}' if isinstance(fields, dict) else section: value
+          for section, fields in config.to_dict().items()
+          for key, value in (fields.items() if isinstance(fields, dict) else [(None, fields)])}
+
+
+def _differences(config, other):
+  a, b = _fields(config), _fields(other)
+  assert a.keys() == b.keys()
+  return {field: a[field] for field in a if a[field] != b[field]}
+
+
 @pytest.mark.parametrize('name', sorted(ablate.VARIANTS))
 def test_every_variant_is_a_valid_config_in_every_task(name):
-  for task in ablate.TASKS:
-    config = ablate.run_config(name, 0, ('steps', 10), task=task)  # Runs config_check.
-    for field, value in ablate.VARIANTS[name].items():  # The variant's changes win.
-      section, key = field.split('.')
-      assert config[section][key] == value
+  # Issue 34: a variant differs from the task's default run only in the fields it declares,
+  # each at its declared value; the default run from configs/mult.py only in the task's
+  # fields and in what every run of an ablation sets.
+  every_run = {'train.num_steps': 10, 'train.patience': 10**9, 'seed': 3,
+               'trace.num_examples': 0}
+  for task, (changes, track) in ablate.TASKS.items():
+    config = ablate.run_config(name, 3, ('steps', 10), task=task)  # Runs config_check.
+    default = ablate.run_config('TL', 3, ('steps', 10), task=task)
+    declared = {field: value for field, value in ablate.VARIANTS[name].items()
+                if _fields(default)[field] != value}
+    assert _differences(config, default) == declared, (name, task)
+    expected = {**changes, **every_run, 'eval.track': track}
+    assert _differences(default, mult.get_config()) == {
+        field: value for field, value in expected.items()
+        if _fields(mult.get_config())[field] != value}, task
 
 
 def test_forward_flops_grow_with_the_problem_and_the_memory():
@@ -114,3 +138,26 @@ def test_ctrl_c_says_how_to_resume_in_one_line(tmp_path):
   assert errors.strip().splitlines()[-1] == (
       f'interrupted; run the same command to resume from the last checkpoint in '
       f'{tmp_path / "TL-s0"}')
+
+
+def test_a_cut_result_json_in_report_is_one_error_line(tmp_path):
+  # Issue 34: a kill or a full disk while an earlier version wrote it left it cut off.
+  run = tmp_path / 'TL-s0'
+  run.mkdir()
+  (run / 'result.json').write_text('{"variant": "TL", "seed": 0, "rows": [{"si')
+  with pytest.raises(SystemExit, match=rf'^error: {run}/result.json: cut off or not JSON '
+                     r'\(.*\); run the same command without --report to score the run '
+                     r'again$'):
+    ablate.main([f'--workdir={tmp_path}', '--variants=TL', '--report',
+                 f'--out={tmp_path}/report'])
+  (run / 'result.json').write_text('[1, 2]')
+  with pytest.raises(SystemExit, match=r'result.json: not the result of a run; run the same'):
+    ablate.main([f'--workdir={tmp_path}', '--variants=TL', '--report',
+                 f'--out={tmp_path}/report'])
+
+
+def test_a_report_into_a_folder_that_cannot_be_made_is_one_error_line(tmp_path):
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(SystemExit, match=rf'^error: {tmp_path}/file/sub: Not a directory$'):
+    ablate.main([f'--workdir={tmp_path}', '--variants=TL', '--report',
+                 f'--out={tmp_path}/file/sub/report'])

@@ -45,6 +45,16 @@ def test_shipped_checkpoint_is_small_and_has_no_optimizer_state():
 def test_shipped_checkpoint_was_trained_with_the_default_config():
   # Issue 19: the shipped model is what `python main.py --config=configs/mult.py` makes, with no
   # overrides (a field the run's config.json lacks was added later, at its default of 'off').
+  # Issue 34: config.json is rewritten by every resume, so the model and task are checked on
+  # what does not move, the config the step's own metadata recorded when it was saved...
+  _, meta = ckpt.load_params(SHIPPED, mult.get_config())
+  default_sections = ckpt.config_sections(mult.get_config())
+  saved = {section: {key: meta['config'][section].get(key, ckpt.ADDED_FIELDS.get(
+      (section, key))) for key in fields} for section, fields in default_sections.items()}
+  assert saved == default_sections
+  assert set(meta['config']['model']) | set(k for s, k in ckpt.ADDED_FIELDS if s == 'model') \
+      >= set(default_sections['model'])
+  # ...and the training settings on config.json, the only record of them.
   with open(os.path.join(SHIPPED, 'config.json')) as f:
     recorded = json.load(f)
   default = mult.get_config().to_dict()
@@ -53,6 +63,31 @@ def test_shipped_checkpoint_was_trained_with_the_default_config():
                  if default[section].get(key) != value]
   assert differences == []
   assert recorded['seed'] == default['seed'] and recorded['train']['init_from'] == ''
+
+
+def test_recorded_table_is_the_default_evaluation_of_this_checkpoint(shipped):
+  # Issue 34: any `--mode=eval` rewrites eval.json (another seed, fewer problems, another
+  # step), which would move the rates the tests below compare with. It must be the default
+  # evaluation of the shipped step: its rows, counts and, scored again here, its exact matches
+  # (2x1, 2x2 and 3x3 are decoded again, on the very problems of the table).
+  model, params, config, recorded = shipped
+  with open(os.path.join(SHIPPED, 'eval.json')) as f:
+    table = json.load(f)
+  _, meta = ckpt.load_params(SHIPPED, config)
+  assert table['step'] is None and table['checkpoint_stage'] == meta['curriculum']['stage']
+  ranges = evaluate.parse_sizes(config.eval.sizes)
+  assert list(recorded) == [evaluate.row_name(*r) for r in ranges]
+  rng = np.random.default_rng(config.eval.seed)
+  framing = factory.make_framing(config)
+  for row, size_ranges in zip(table['rows'], ranges):
+    a, b, which = evaluate.evaluation_problems(rng, *size_ranges, config.eval.num_per_size)
+    assert (row['count'], row['problems']) == (len(a), which)
+    if row['size'] in ('2x1', '2x2', '3x3'):
+      digits = framing.encoding_digits(data.longest_operand(size_ranges[1], size_ranges[3]),
+                                       evaluate.checkpoint_digits(SHIPPED, meta, config))
+      decoded = evaluate.decode_problems(model, params, framing, a, b, digits,
+                                         config.eval.batch_size)
+      assert row['exact_match'] == float(np.mean(decoded['products'] == a * b)), row
 
 
 def test_every_one_digit_product(shipped):

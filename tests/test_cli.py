@@ -134,3 +134,65 @@ def test_training_into_the_shipped_export_is_refused(workdir, digest):
   assert result.stderr.startswith(f'error: {workdir} has a best checkpoint but no checkpoints/')
   assert len(result.stderr.splitlines()) == 1
   assert {k: v for k, v in digest(workdir).items() if not k.startswith('checkpoints')} == before
+
+
+def _run_in_process(capsys, mode, workdir, config=None, problem=None):
+  """`cli.run` as main.py calls it: `(exit code, stdout, stderr)`."""
+  from configs import mult  # pylint: disable=g-import-not-at-top
+  from ttm_jax import cli  # pylint: disable=g-import-not-at-top
+  config = config or mult.get_config()
+  config.eval.update(sizes='1x1', num_per_size=10)
+  code = cli.run(mode, config, workdir, problem=problem if mode == 'trace' else None)
+  captured = capsys.readouterr()
+  return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize('text, why', [
+    ('[1, 2]', 'its model and task are not JSON objects'),
+    ('{"model": 3, "task": {}, "train": {}}', 'its model and task are not JSON objects'),
+    ('{"model": {}, "task": {}, "train": {}}', 'AttributeError: '),  # Fields missing.
+])
+@pytest.mark.parametrize('mode', ['eval', 'trace'])
+def test_a_config_json_of_the_wrong_shape_is_one_line(workdir, digest, capsys, text, why, mode):
+  # Issue 34: valid JSON, but not a config: it used to be a traceback.
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(text)
+  before = digest(workdir)
+  code, out, err = _run_in_process(capsys, mode, workdir, problem='12x3')
+  assert code == 1 and out == ''
+  assert err.startswith(f'error: {workdir}/config.json is not the config of a ttm_jax run ('
+                        + why) and len(err.splitlines()) == 1, err
+  assert digest(workdir) == before
+
+
+@pytest.mark.parametrize('mode', ['eval', 'trace', 'train'])
+def test_a_damaged_dump_index_is_one_line_before_the_work(workdir, tmp_path, digest, capsys,
+                                                          mode):
+  from configs import mult  # pylint: disable=g-import-not-at-top
+  config = mult.get_config()
+  if mode == 'train':  # A run of its own, tracing at its evaluations.
+    workdir = str(tmp_path / 'run')
+    config = mult.get_config('runlocal')
+    config.trace.num_examples = 1
+  os.makedirs(os.path.join(workdir, 'dumps'), exist_ok=True)
+  with open(os.path.join(workdir, 'dumps', 'index.json'), 'w') as f:
+    f.write('{"format": "ttm_jax.dump_index", "vers')
+  before = {k: v for k, v in digest(workdir).items() if k != 'config.json'}
+  code, out, err = _run_in_process(capsys, mode, workdir, config, problem='12x3')
+  assert code == 1 and out == ''
+  assert err.startswith(f'error: {workdir}/dumps/index.json: corrupt dump index') and len(
+      err.splitlines()) == 1, err
+  assert {k: v for k, v in digest(workdir).items() if k != 'config.json'} == before
+
+
+def test_predict_into_a_pipe_closed_early_is_one_line(workdir, tmp_path):
+  # `--mode=predict | head -1`: the reader leaves after one line.
+  problems = ''.join(f'{i % 90 + 10}x{i % 9 + 1}\n' for i in range(3000))
+  result = subprocess.run(
+      ['bash', '-c', f'{sys.executable} main.py --config=configs/mult.py --workdir={workdir} '
+       f'--mode=predict 2>{tmp_path}/errors | head -1; echo "${{PIPESTATUS[0]}}"'],
+      cwd=ROOT, input=problems, capture_output=True, text=True, timeout=300)
+  first, code = result.stdout.splitlines()
+  assert first == str(10 * 1) and code == '1'
+  assert open(tmp_path / 'errors').read() == (
+      'error: the output was closed before everything was written (broken pipe)\n')

@@ -58,3 +58,41 @@ def test_invocations_give_the_wall_clock_of_each_start():
       'no end recorded (stopped, or still running)',
       'start at step 10: 2026-12-07T11:00:00+00:00, 2 x cpu, AMD EPYC, commit abc, config d1; '
       'ended at step 30 after 45.5 min (passed stage 4)']
+
+
+def _rows_text(steps):
+  return ''.join(json.dumps({'step': step, 'split': split, 'loss': 1.0, 'learning_rate': 1e-3,
+                             'grad_norm': 0.5, 'stage': 1, 'sequence_accuracy': 0.5,
+                             'position_accuracy': 0.5}) + '\n'
+                 for step in steps for split in ('train', 'eval'))
+
+
+def test_a_cut_last_line_is_left_out_with_a_warning(tmp_path):
+  # Issue 34: a kill or a full disk in the middle of an append leaves a cut last line.
+  (tmp_path / 'metrics.jsonl').write_text(_rows_text([10, 20]) + '{"step": 30, "split": "tr')
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path), '--stages'],
+                          cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr
+  assert result.stderr.strip() == (f'warning: {tmp_path}/metrics.jsonl: its last line is cut '
+                                   'off (an interrupted write; 25 characters), left out')
+  assert '| 1 | 1-9 | 0 | 0.0 | 20 |' in result.stdout
+
+
+def test_a_damaged_line_before_the_last_is_one_error_naming_it(tmp_path):
+  text = _rows_text([10, 20])
+  (tmp_path / 'metrics.jsonl').write_text(text[:30] + '\n' + text)
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+  assert result.returncode == 1
+  assert result.stderr.startswith(f'error: {tmp_path}/metrics.jsonl, line 1: not JSON')
+  assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(tmp_path):
+  (tmp_path / 'metrics.jsonl').write_text(_rows_text([10]))
+  (tmp_path / 'file').write_text('')
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path),
+                           f'--out={tmp_path}/file/sub'], cwd=ROOT, capture_output=True,
+                          text=True)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert result.stderr.startswith(f'error: {tmp_path}/file/sub: Not a directory')

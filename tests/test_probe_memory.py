@@ -115,6 +115,14 @@ def test_the_probe_of_the_shipped_model(tmp_path, capsys):
   same = lambda row: {k: v for k, v in row.items() if k != 'reset_before_step'}
   assert same(rows[0]) == same(rows[None]) and rows[None]['exact_match'] >= 0.9
   assert rows[1]['position_accuracy'][0] == rows[None]['position_accuracy'][0]
+  # Issue 34: what the probe is for. The shipped model keeps the problem in its memory: a reset
+  # at any step before the answer ends wrecks the answer (exact match 100% -> at most 20%), and
+  # the digit at the step of the reset is the first to go wrong (the ones before it stay
+  # right; the memory-less first digit is untouched).
+  for step in (1, 2, 3, 4):
+    assert rows[step]['exact_match'] <= 0.2, (step, rows[step])
+    accuracy = rows[step]['position_accuracy']
+    assert accuracy[:step] == [1.0] * step and accuracy[step] <= 0.5, (step, accuracy)
   printed = capsys.readouterr().out
   assert '      step 0' in printed and '        none' in printed
 
@@ -124,6 +132,7 @@ def test_the_probe_of_the_shipped_model(tmp_path, capsys):
     (['--size=2x2,3x3'], 'give one size'),
     (['--size=6x6'], 'operands of 6 digits'),
     (['--count=0'], 'decode at least 1 problem'),
+    (['--json=/proc/none/probe.json'], '/proc/none: No such file or directory'),  # Before work.
 ])
 def test_bad_arguments_give_one_error_line(argv, message):
   with pytest.raises(SystemExit) as raised:

@@ -13,7 +13,6 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from configs import mult
@@ -25,6 +24,8 @@ from ttm_jax import demo
 from ttm_jax import devices
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import files
+from ttm_jax import hooks
 from ttm_jax import optim
 from ttm_jax import predict
 from ttm_jax import train
@@ -99,20 +100,30 @@ def test_a_run_that_passed_its_last_stage_trains_on_under_a_higher_final_mark(tm
   assert summary['step'] > 10 and summary['stage'] == 1
 
 
-def test_tracked_rows_score_one_fixed_held_out_set(trained):
-  _, workdir, _ = trained
+def test_tracked_rows_score_one_fixed_held_out_set(tmp_path):
+  # Issue 34: the tracked rows of metrics.jsonl, at every evaluation, are the exact match of
+  # that step's parameters on one fixed set of held-out problems (drawn with eval.seed, not
+  # the step), decoded here again from the saved steps.
   config = tiny_config()
   config.eval.track = '1x1,2x2'
+  workdir = str(tmp_path)
+  train.train_and_evaluate(config, workdir)
+  rows = [r for r in files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))[0]
+          if r['split'] == 'eval']
+  assert [r['step'] for r in rows] == [10, 20]
   model, framing = factory.make_model(config), factory.make_framing(config)
-  params, _ = ckpt.load_params(workdir, config)
-  tracked = evaluate.track_sizes(model, params, framing, config)
-  assert set(tracked) == {'track/1x1', 'track/2x2'}
   a, b, which = evaluate.evaluation_problems(np.random.default_rng(config.eval.seed), 10, 99,
                                              10, 99, config.eval.num_examples)
-  assert which == 'held-out'
-  decoded = evaluate.decode_problems(model, params, framing, a, b, 2, 8)
-  assert tracked['track/2x2'] == np.mean(decoded['products'] == a * b)
-  assert evaluate.track_sizes(model, params, framing, config) == tracked
+  assert which == 'held-out' and len(a) == config.eval.num_examples
+  one_a, one_b = (x.ravel() for x in np.meshgrid(np.arange(1, 10), np.arange(1, 10)))
+  for row in rows:
+    params, _ = ckpt.load_params(workdir, config, step=row['step'])
+    two = evaluate.decode_problems(model, params, framing, a, b,
+                                   framing.encoding_digits(2, 1), 7)
+    one = evaluate.decode_problems(model, params, framing, one_a, one_b,
+                                   framing.encoding_digits(1, 1), 7)
+    assert row['track/2x2'] == np.mean(two['products'] == a * b)
+    assert row['track/1x1'] == np.mean(one['products'] == one_a * one_b)
 
 
 def test_eval_mode_table_and_json(trained, capsys):
@@ -231,6 +242,56 @@ def test_corrupt_latest_step_falls_back_to_previous(trained, tmp_path):
   assert int(train_state['step']) == 10
 
 
+def test_a_damaged_latest_step_is_skipped_then_overwritten(trained, tmp_path, caplog):
+  # Issue 34: it used to fail with StepAlreadyExistsError on every rerun.
+  config, source, _ = trained
+  workdir = str(shutil.copytree(source, tmp_path / 'copy'))
+  last = max(int(step) for step in os.listdir(os.path.join(workdir, 'checkpoints')))
+  saved, _ = ckpt.load_params(workdir, config, step=last)
+  rows = open(os.path.join(workdir, 'metrics.jsonl')).read()
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', str(last), 'params', 'd'))
+  assert train.train_and_evaluate(tiny_config(num_steps=last), workdir)['step'] == last
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+  assert len(warnings) == 1 and warnings[0].startswith(f'checkpoint step {last} in ')
+  assert warnings[0].endswith(f'resuming from the step before it (training overwrites step '
+                              f'{last} when it gets there)')
+  again, _ = ckpt.load_params(workdir, config, step=last)  # Readable, and as it was.
+  for a, b in zip(jax.tree_util.tree_leaves(saved), jax.tree_util.tree_leaves(again),
+                  strict=True):
+    np.testing.assert_array_equal(a, b)
+  # The rows of the step trained again are not written twice (timings aside, the same).
+  strip = lambda text: [{k: v for k, v in json.loads(line).items()
+                         if k not in ('examples_per_second', 'elapsed_seconds')}
+                        for line in text.splitlines()]
+  assert strip(open(os.path.join(workdir, 'metrics.jsonl')).read()) == strip(rows)
+  assert train.train_and_evaluate(tiny_config(num_steps=last + 10), workdir)['step'] == last + 10
+
+
+def test_metrics_lose_a_cut_last_line_and_the_epoch_rows_after_the_resumed_step(tmp_path,
+                                                                               caplog):
+  path = tmp_path / 'metrics.jsonl'
+  rows = [{'step': 0, 'split': 'start'}, {'step': 10, 'split': 'train'},
+          {'step': 10, 'split': 'eval'}, {'step': 20, 'split': 'train'},
+          {'step': 20, 'split': 'start'}, {'step': 20, 'split': 'eval'}]
+  text = ''.join(json.dumps(r) + '\n' for r in rows)
+  path.write_text(text + '{"step": 30, "split": "tr')  # A kill in the middle of an append.
+  hooks.repair_metrics(str(path), resume_step=10)
+  assert path.read_text() == ''.join(json.dumps(r) + '\n' for r in rows[:3] + rows[4:5])
+  assert 'dropped its last line, cut off by an interrupted write (25 bytes)' in caplog.text
+  assert 'dropped 2 rows after step 10, which the resumed run writes again' in caplog.text
+  path.write_text(text)  # Nothing to drop: the file is left as it is.
+  before = os.stat(path)
+  hooks.repair_metrics(str(path), resume_step=20)
+  assert path.read_text() == text and os.stat(path).st_ino == before.st_ino
+  # A writer appends after the repair, on a line of its own.
+  path.write_text(text[:-1] + '\n{"step": 30, "split": "tr')
+  writer = hooks.MetricsWriter(str(tmp_path), resume_step=20)
+  writer.write(30, 'train', {'loss': 1.0})
+  writer.close()
+  assert files.read_jsonl(str(path)) == (rows + [{'step': 30, 'split': 'train', 'loss': 1.0}],
+                                         '')
+
+
 def test_non_finite_loss_stops_without_saving(tmp_path):
   config = tiny_config()
   config.optim.peak_lr = float('inf')
@@ -255,9 +316,9 @@ def _main(workdir, *flags, env=None):
                         capture_output=True, text=True, env=env)
 
 
-def _final_params(workdir, step):
+def _final_params(workdir, step, folder='checkpoints'):
   # On this process's device, whichever devices the run saved from.
-  params, _ = ckpt.load_params(workdir, ckpt.read_config(workdir), step=step)
+  params, _ = ckpt.load_params(workdir, ckpt.read_config(workdir), step=step, folder=folder)
   return jax.tree_util.tree_leaves(params)
 
 
@@ -293,7 +354,20 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
   assert 'resumed from step' in result.stderr
   output, _ = uninterrupted.communicate()
   assert uninterrupted.returncode == 0, output
-  for a, b in zip(_final_params(straight, 30), _final_params(stopped, 30)):
+  for a, b in zip(_final_params(straight, 30), _final_params(stopped, 30), strict=True):
+    np.testing.assert_array_equal(a, b)
+  # Issue 34: the epoch the stop ended was evaluated (here, with one call an epoch, every stop
+  # ends one), so the metrics and the best checkpoint are those of the uninterrupted run.
+  timings = ('examples_per_second', 'elapsed_seconds')
+  rows = [[{k: v for k, v in row.items() if k not in timings}
+           for row in files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))[0]]
+          for workdir in (straight, stopped)]
+  assert [r['step'] for r in rows[1] if r['split'] == 'eval'] == [10, 20, 30]
+  assert rows[1] == rows[0]
+  best = [os.listdir(os.path.join(workdir, 'best')) for workdir in (straight, stopped)]
+  assert best[1] == best[0]
+  for a, b in zip(*(_final_params(workdir, int(best[0][0]), 'best')
+                    for workdir in (straight, stopped)), strict=True):
     np.testing.assert_array_equal(a, b)
   # A start leaves a row (the killed one, if it got that far); main.py split the CPU into
   # one device per core.

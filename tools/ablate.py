@@ -55,6 +55,7 @@ from ttm_jax import cli  # pylint: disable=g-import-not-at-top
 from ttm_jax import config_check  # pylint: disable=g-import-not-at-top
 from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
 from ttm_jax import factory  # pylint: disable=g-import-not-at-top
+from ttm_jax import files  # pylint: disable=g-import-not-at-top
 from ttm_jax import profiling  # pylint: disable=g-import-not-at-top
 from ttm_jax import train  # pylint: disable=g-import-not-at-top
 
@@ -162,9 +163,36 @@ def run_variant(name: str, seed: int, workdir: str, budget: Tuple[str, float],
       'rows': rows,
       'curve': [{'examples': r['step'] * batch, 'stage': r['stage'],
                  **{k: v for k, v in r.items() if k.startswith('track/')}} for r in eval_rows]}
-  with open(os.path.join(workdir, 'result.json'), 'w') as f:
-    json.dump(result, f, indent=2)
+  files.write_json(os.path.join(workdir, 'result.json'), result)
   return result
+
+
+RESULT_KEYS = ('variant', 'seed', 'task', 'budget', 'steps', 'stage', 'examples',
+               'train_seconds', 'examples_per_second', 'parameters', 'forward_flops', 'rows',
+               'curve')
+
+
+def read_result(workdir: str, required: bool) -> Dict:
+  """The `result.json` of a run, or None if it has none. One that is cut off or not a result
+  (a kill or a full disk before it was written whole, by an earlier version) is an error if
+  `required` (`--report`), else None: the run is resumed and scored again."""
+  path = os.path.join(workdir, 'result.json')
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      result = json.load(f)
+    why = '' if isinstance(result, dict) and all(k in result for k in RESULT_KEYS) else \
+        'not the result of a run'
+  except (ValueError, UnicodeDecodeError) as e:
+    why = f'cut off or not JSON ({e})'
+  if not why:
+    return result
+  if required:
+    raise ckpt.CheckpointError(f'{path}: {why}; run the same command without --report to '
+                               'score the run again')
+  print(f'{path}: {why}; scoring the run again', flush=True)
+  return None
 
 
 def _spread(values: List[float]) -> str:
@@ -176,8 +204,7 @@ def _spread(values: List[float]) -> str:
 
 def report(results: List[Dict], out: str):
   """Writes `out.json`, `out.md`, `out.png` and `out-curves.png` from run results."""
-  with open(out + '.json', 'w') as f:
-    json.dump(results, f, indent=2)
+  files.write_json(out + '.json', results)
   names = list(dict.fromkeys(r['variant'] for r in results))
   groups = {n: [r for r in results if r['variant'] == n] for n in names}
   sizes = [row['size'] for row in results[0]['rows']]
@@ -193,8 +220,7 @@ def report(results: List[Dict], out: str):
         f'{np.median([r["examples"] for r in runs]):,.0f} | '
         f'{np.median([r["train_seconds"] for r in runs]) / 60:.0f} | '
         f'{"/".join(str(r["stage"]) for r in runs)} | ' + ' | '.join(cells) + ' |')
-  with open(out + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  files.write_text(out + '.md', '\n'.join(lines) + '\n')
   colors = dict(zip(names, plt.rcParams['axes.prop_cycle'].by_key()['color']))
   fig, ax = plt.subplots(figsize=(8, 4.5))
   for name, runs in groups.items():
@@ -207,7 +233,8 @@ def report(results: List[Dict], out: str):
                f'{results[0]["budget"][0]} per run')
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(out + '.png', dpi=110)
+  with files.atomic_file(out + '.png', 'wb') as f:
+    fig.savefig(f, format='png', dpi=110)
   tracked = sorted({k for r in results for row in r['curve'] for k in row
                     if k.startswith('track/')})
   fig, axes = plt.subplots(1, max(len(tracked), 1), figsize=(6 * max(len(tracked), 1), 4.5),
@@ -224,7 +251,8 @@ def report(results: List[Dict], out: str):
                  'every evaluation)')
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(out + '-curves.png', dpi=110)
+  with files.atomic_file(out + '-curves.png', 'wb') as f:
+    fig.savefig(f, format='png', dpi=110)
   print('\n'.join(lines))
 
 
@@ -246,28 +274,26 @@ def main(argv=None) -> int:
   except ValueError as e:
     raise SystemExit(f'error: {e}') from None
   plan = ('minutes', args.minutes) if args.minutes else ('steps', args.steps or 6000)
-  results = []
-  for name, seeds in runs:
-    for seed in seeds:
-      workdir = os.path.join(args.workdir, f'{name}-s{seed}')
-      path = os.path.join(workdir, 'result.json')
-      if os.path.exists(path):
-        with open(path) as f:
-          result = json.load(f)
-        if args.report or result['budget'] == list(plan):
+  results, workdir = [], args.workdir
+  try:
+    files.check_writable(os.path.dirname(os.path.abspath(args.out)))  # Before the training.
+    for name, seeds in runs:
+      for seed in seeds:
+        workdir = os.path.join(args.workdir, f'{name}-s{seed}')
+        result = read_result(workdir, args.report)
+        if result is not None and (args.report or result['budget'] == list(plan)):
           results.append(result)
           continue
-      if not args.report:  # New, interrupted, or trained on another budget: (re)sume.
-        try:
+        if not args.report:  # New, interrupted, or trained on another budget: (re)sume.
           results.append(run_variant(name, seed, workdir, plan, args.task, args.config_arg,
                                      args.track))
-        except cli.USER_ERRORS as e:  # A bad config or checkpoint, a held run, a NaN.
-          raise SystemExit(f'error: {e}') from None
-        except KeyboardInterrupt:
-          return cli.interrupted(workdir)
-  if not results:
-    raise SystemExit(f'error: no finished runs in {args.workdir}')
-  report(results, args.out)
+    if not results:
+      raise SystemExit(f'error: no finished runs in {args.workdir}')
+    report(results, args.out)
+  except cli.USER_ERRORS as e:  # A bad config or checkpoint, a held run, a NaN, a full disk.
+    raise SystemExit(cli.error_line(e)) from None
+  except KeyboardInterrupt:
+    return cli.interrupted(workdir)
   return 0
 
 

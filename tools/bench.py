@@ -30,6 +30,7 @@ import numpy as np
 
 from configs import mult
 from ttm_jax import factory
+from ttm_jax import files
 from ttm_jax import profiling
 from ttm_jax import tokens as tok
 
@@ -62,8 +63,7 @@ def bench_one(config, steps: int, loop: str, reps: int):
 def save(rows, path):
   """Writes the rows so far (after every row: an interrupted run keeps what it measured)."""
   if path:
-    with open(path, 'w') as f:
-      json.dump(rows, f, indent=2)
+    files.write_json(path, rows)
 
 
 def plot(rows, path):
@@ -94,7 +94,7 @@ def plot(rows, path):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  files.save_figure(fig, path, dpi=90)
 
 
 def main():
@@ -108,6 +108,10 @@ def main():
   parser.add_argument('--replot', action='store_true',
                       help='measure nothing: draw the rows saved in --json to --plot')
   args = parser.parse_args()
+  try:
+    files.check_outputs(None if args.replot else args.json, args.plot)
+  except OSError as e:  # A missing folder that cannot be made, a read-only one.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   if args.replot:
     if not (args.json and args.plot):
       parser.error('--replot needs --json (the rows) and --plot')

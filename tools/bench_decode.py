@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttm_jax import TokenTuringMachineEncoder
+from ttm_jax import files
 from ttm_jax.baseline import CausalTransformer
 
 D, LAYERS, HEADS, MLP = 128, 4, 4, 512
@@ -81,6 +82,10 @@ def main():
   parser.add_argument('--json', default=None, help='write the results here')
   parser.add_argument('--plot', default=None, help='write a PNG plot here')
   args = parser.parse_args()
+  try:
+    files.check_outputs(args.json, args.plot)
+  except OSError as e:  # A missing folder that cannot be made, a read-only one.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   counts = []
   t = args.min_steps
   while t <= args.max_steps:
@@ -102,8 +107,7 @@ def main():
             'transformer_seconds': [transformer[t] for t in counts], 'crossover': crossover,
             'ttm_drift': drift}
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(result, f, indent=2)
+    files.write_json(args.json, result)
   if args.plot:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use('Agg')
@@ -117,7 +121,7 @@ def main():
     ax.set(xlabel='step count', ylabel='ms per step', title=f'decode latency ({device})')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=90)
+    files.save_figure(fig, args.plot, dpi=90)
 
 
 if __name__ == '__main__':

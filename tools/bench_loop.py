@@ -21,6 +21,9 @@ import sys
 import tempfile
 from typing import Dict, List
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ttm_jax import files  # pylint: disable=g-import-not-at-top  # Light: no JAX.
+
 
 def parse_run(text: str):
   """`NAME=PATH[:FLAG,FLAG]` -> `(name, path, [flags])`."""
@@ -55,6 +58,10 @@ def main(argv=None) -> int:
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--json', help='write the per-epoch measurements here')
   args = parser.parse_args(argv)
+  try:
+    files.check_outputs(args.json)
+  except OSError as e:  # A missing folder that cannot be made, a read-only one.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   measured: Dict[str, List[float]] = {name: [] for name, _, _ in args.run}
   for round_index in range(args.rounds):
     for name, path, flags in args.run:
@@ -68,11 +75,10 @@ def main(argv=None) -> int:
     median = statistics.median(values)
     print(f'{name:>12} {len(values):>7} {median:>18.0f} {median / base:>11.2f}x')
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump({'config': args.config, 'steps': args.steps, 'epoch': args.epoch,
-                 'runs': {name: {'path': path, 'flags': flags, 'examples_per_second':
-                                 measured[name]} for name, path, flags in args.run}}, f,
-                indent=2)
+    files.write_json(args.json, {
+        'config': args.config, 'steps': args.steps, 'epoch': args.epoch,
+        'runs': {name: {'path': path, 'flags': flags, 'examples_per_second': measured[name]}
+                 for name, path, flags in args.run}})
   return 0
 
 

@@ -10,7 +10,6 @@ joined by a line.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -25,6 +24,7 @@ from tools import plot as plot_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 from ttm_jax import profiling  # pylint: disable=g-import-not-at-top
 from ttm_jax import curriculum  # pylint: disable=g-import-not-at-top
+from ttm_jax import files  # pylint: disable=g-import-not-at-top
 
 
 def summarize_run(workdir):
@@ -84,7 +84,7 @@ def draw(runs, out):
   ax_steps.set(xscale='log', xlabel='forward MFLOPs per step per example (matmuls)',
                ylabel='train steps', title='Steps to 99% exact match on 1×1')
   fig.tight_layout()
-  fig.savefig(out, dpi=120)
+  files.save_figure(fig, out, dpi=120)
 
 
 def main():
@@ -93,11 +93,17 @@ def main():
   parser.add_argument('--out', default='pareto.png', help='PNG to write')
   parser.add_argument('--json', help='also write the table to this file')
   args = parser.parse_args()
+  try:
+    files.check_outputs(args.out, args.json)
+  except OSError as e:  # A missing folder that cannot be made, a read-only one.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   runs = [summarize_run(workdir) for workdir in args.runs]
-  draw(runs, args.out)
-  if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(runs, f, indent=2)
+  try:
+    draw(runs, args.out)
+    if args.json:
+      files.write_json(args.json, runs)
+  except OSError as e:
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   front = {id(r) for r in pareto_front(runs)}
   print(f'{"run":<14} {"m":>4} {"r":>3} {"MFLOPs":>8} {"progress":>9} {"at step":>8} '
         f'{"1x1 at":>7} {"ex/s":>6}  front')

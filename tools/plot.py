@@ -12,7 +12,6 @@ training and evaluation, carried over resumes), and its best evaluation.
 import argparse
 import datetime
 import itertools
-import json
 import os
 import sys
 
@@ -23,22 +22,34 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ttm_jax import data  # pylint: disable=g-import-not-at-top  # Light: numpy only.
+from ttm_jax import files  # pylint: disable=g-import-not-at-top  # Light: no numpy even.
+
+
+_WARNED = set()  # Files whose cut last line was reported.
 
 
 def read_rows(workdir):
-  """The rows of `workdir/metrics.jsonl`."""
+  """The rows of `workdir/metrics.jsonl`. A last line cut off by a kill or a full disk (which
+  the next training start drops) is left out, with a warning."""
   path = os.path.join(workdir, 'metrics.jsonl')
   try:
-    with open(path) as f:
-      return [json.loads(line) for line in f if line.strip()]
-  except (OSError, json.JSONDecodeError) as e:
-    raise SystemExit(f'error: cannot read {path}: {e}')
+    rows, cut = files.read_jsonl(path)
+  except OSError as e:
+    raise SystemExit(f'error: cannot read {path}: {files.os_error_message(e)}') from None
+  except files.JsonLinesError as e:
+    raise SystemExit(f'error: {e}') from None
+  if cut and path not in _WARNED:
+    _WARNED.add(path)
+    print(f'warning: {path}: its last line is cut off (an interrupted write; {len(cut)} '
+          'characters), left out', file=sys.stderr)
+  return [r for r in rows if isinstance(r.get('step'), int)]
 
 
 def read_metrics(workdir):
-  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl`."""
+  """`(train_rows, eval_rows)` of `workdir/metrics.jsonl` (`read_rows`)."""
   rows = read_rows(workdir)
-  return ([r for r in rows if r['split'] == 'train'], [r for r in rows if r['split'] == 'eval'])
+  return ([r for r in rows if r.get('split') == 'train'],
+          [r for r in rows if r.get('split') == 'eval'])
 
 
 def plot(workdir, out):
@@ -77,7 +88,8 @@ def plot(workdir, out):
   fig.tight_layout()
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, 'training.png')
-  fig.savefig(path, dpi=80)
+  with files.atomic_file(path, 'wb') as f:
+    fig.savefig(f, format='png', dpi=80)
   plt.close(fig)
   return path
 
@@ -126,10 +138,13 @@ def main(argv=None):
   parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR)')
   parser.add_argument('--stages', action='store_true', help='print the table of stages too')
   args = parser.parse_args(argv)
-  print(plot(args.workdir, args.out or args.workdir))
-  if args.stages:
-    print(invocations(read_rows(args.workdir)))
-    print(stage_table(read_metrics(args.workdir)[1]))
+  try:
+    print(plot(args.workdir, args.out or args.workdir))
+    if args.stages:
+      print(invocations(read_rows(args.workdir)))
+      print(stage_table(read_metrics(args.workdir)[1]))
+  except OSError as e:  # A read-only or full folder for the PNG.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
 
 
 if __name__ == '__main__':

@@ -16,7 +16,6 @@ memory is reset before step t depends on what the steps before t wrote to memory
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from ttm_jax import checkpoint as ckpt  # pylint: disable=g-import-not-at-top
 from ttm_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 from ttm_jax import evaluate  # pylint: disable=g-import-not-at-top
 from ttm_jax import factory  # pylint: disable=g-import-not-at-top
+from ttm_jax import files  # pylint: disable=g-import-not-at-top
 from ttm_jax import streaming  # pylint: disable=g-import-not-at-top
 from ttm_jax import tokens as tok  # pylint: disable=g-import-not-at-top
 
@@ -146,17 +146,25 @@ def main(argv=None) -> int:
   if args.count < 1:
     raise SystemExit(f'error: --count={args.count}: decode at least 1 problem')
   try:
+    files.check_outputs(args.json)
+  except OSError as e:  # A missing folder that cannot be made, a read-only one.
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
+  try:
     result = run(args.workdir, args.size, args.count, args.seed)
   except (factory.ConfigError, ckpt.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from None
+  except OSError as e:
+    raise SystemExit(f'error: {files.os_error_message(e)}') from None
   print(format_table(result['rows'], f'memory knock-out probe: {args.workdir}, {result["count"]} '
                      f'{result["problems"]} {result["size"]} problems, greedy decoding\n'
                      'each row resets the memory to its initial value just before that step'))
   print(f'{result["count"]} problems x {len(result["rows"])} decodes in '
         f'{result["seconds"]:.1f} s ({result["device"]}, compilation included)')
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump(result, f, indent=2)
+    try:
+      files.write_json(args.json, result)
+    except OSError as e:
+      raise SystemExit(f'error: {files.os_error_message(e)}') from None
   return 0
 
 

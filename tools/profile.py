@@ -36,6 +36,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from ttm_jax import cli
+from ttm_jax import files
 from ttm_jax import profiling
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training configuration file.',
@@ -91,12 +92,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   try:
+    files.check_writable(os.path.join(_WORKDIR.value, 'profile'))
     result = profiling.profile_train_step(config, _WORKDIR.value, _STEPS.value, _CHECK.value)
+    files.write_json(os.path.join(_WORKDIR.value, 'profile', 'summary.json'), result)
   except cli.USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(cli.error_line(e), file=sys.stderr)
     sys.exit(1)
-  with open(os.path.join(_WORKDIR.value, 'profile', 'summary.json'), 'w') as f:
-    json.dump(result, f, indent=2)
   print('\n'.join(summary_lines(result)))
 
 

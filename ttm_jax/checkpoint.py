@@ -18,7 +18,9 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from ttm_jax import curriculum
 from ttm_jax import factory
+from ttm_jax import files
 from ttm_jax.log import log
 
 CONFIG_FILE = 'config.json'
@@ -41,12 +43,16 @@ class ConfigMismatchError(CheckpointError):
   """A checkpoint trained with another model or task config."""
 
 
-def manager(directory: str, keep: int = 1) -> ocp.CheckpointManager:
-  """A synchronous orbax CheckpointManager of `directory` keeping the last `keep` steps."""
+def manager(directory: str, keep: int = 1, writer: bool = False) -> ocp.CheckpointManager:
+  """A synchronous orbax CheckpointManager of `directory` keeping the last `keep` steps.
+  `writer`: the one process that saves there (it holds `training_lock`), which removes the
+  temporary folders of saves that a kill cut short (orbax renames a step's folder into place
+  when it is complete, so a step is saved whole or not at all)."""
   return ocp.CheckpointManager(
       os.path.abspath(directory),
       options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=False))
+                                           enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=writer))
 
 
 def config_sections(config: ml_collections.ConfigDict) -> Dict[str, Any]:
@@ -92,28 +98,72 @@ def read_meta(steps: ocp.CheckpointManager, step: int) -> Dict[str, Any]:
   return meta
 
 
+# True once a save failed: orbax's threads may still print about the files they were writing
+# when the process exits (main.py then exits without running them to the end).
+save_failed = False
+
+
+def _save_error(e: Exception) -> str:
+  """Why a save failed, with what to do: from the OSError, or the errno orbax's tensorstore
+  errors carry in their text (`[os_error_code='28']`)."""
+  code = files.errno_of(e)
+  if code is None:
+    return _error_summary(e)
+  hint = files.errno_hint(code)
+  return os.strerror(code) + (f'; {hint}' if hint else '')
+
+
 class Checkpoints:
-  """The latest and best checkpoints of one workdir."""
+  """The latest and best checkpoints of one workdir, written by the process training there.
+
+  A step is saved to `checkpoints/` first and then, if it is the best, to `best/`; its meta
+  records which (`best`). A kill between the two (or during the second) is repaired when the
+  run resumes from that step, before anything else is saved or deleted (`restore_latest`), so
+  at no moment is the best step lost. A step saved again (one that was damaged, or a best
+  step saved before the kill that the resumed run reaches again) replaces the old folder.
+  """
 
   def __init__(self, workdir: str, keep: int = 3):
     self.workdir = workdir
-    self.latest = manager(os.path.join(workdir, 'checkpoints'), keep)
-    self.best = manager(os.path.join(workdir, 'best'), 1)
+    self.latest = manager(os.path.join(workdir, 'checkpoints'), keep, writer=True)
+    self.best = manager(os.path.join(workdir, 'best'), 1, writer=True)
+
+  @staticmethod
+  def _save_args(params, train_state, meta):
+    return ocp.args.Composite(params=ocp.args.StandardSave(params),
+                              train=ocp.args.StandardSave(train_state),
+                              meta=ocp.args.JsonSave(meta))
+
+  @staticmethod
+  def _save_to(steps: ocp.CheckpointManager, step: int, args):
+    """Saves `step` in `steps`; CheckpointError (one line) if it cannot, e.g. on a full disk,
+    where orbax's threads print a traceback for every file they were writing: what they print
+    during the save is dropped then (and kept if it succeeds)."""
+    global save_failed
+    try:
+      with files.stderr_held():
+        if step in steps.all_steps():  # Orbax saves a step once: the old one goes first.
+          steps.delete(step)
+        steps.save(step, args=args, force=True)
+    except Exception as e:  # Orbax raises many types (OSError, ValueError with an errno).
+      save_failed = True
+      raise CheckpointError(f'cannot save step {step} in {steps.directory}: '
+                            f'{_save_error(e)}') from None
 
   def save(self, step: int, params, train_state, meta: Dict[str, Any], is_best: bool):
     """Saves `step` as the latest (and, if `is_best`, as the best) checkpoint."""
-    args = ocp.args.Composite(params=ocp.args.StandardSave(params),
-                              train=ocp.args.StandardSave(train_state),
-                              meta=ocp.args.JsonSave(meta))
-    self.latest.save(step, args=args, force=True)
+    args = self._save_args(params, train_state, dict(meta, best=is_best))
+    self._save_to(self.latest, step, args)
     if is_best:
-      self.best.save(step, args=args, force=True)
+      self._save_to(self.best, step, args)
 
   def restore_latest(self, params_like, train_like,
                      config: ml_collections.ConfigDict) -> Optional[Tuple[Any, Any, Dict]]:
     """`(params, train_state, meta)` of the newest readable step, or None if there is none.
 
-    A step that fails to restore is reported and the one before it is tried.
+    A step that fails to restore is reported, and the one before it is tried; training
+    overwrites it when it gets there again. If the step restored is the best one and `best/`
+    holds an older one (a kill cut the best save short), it is saved to `best/` now.
 
     Raises:
       CheckpointError: the checkpoints were trained with another model or task config, or
@@ -130,12 +180,20 @@ class Checkpoints:
       except ConfigMismatchError:
         raise
       except CheckpointError as e:
-        log.warning('%s; trying the step before it', e)
+        log.warning('%s; resuming from the step before it (training overwrites step %d when '
+                    'it gets there)', e, step)
         continue
       except Exception as e:  # Orbax raises many types for a damaged step.
-        log.warning('checkpoint step %d in %s is unreadable (%s); trying the one before it',
-                    step, self.latest.directory, _error_summary(e))
+        log.warning('checkpoint step %d in %s is unreadable (%s); resuming from the step '
+                    'before it (training overwrites step %d when it gets there)',
+                    step, self.latest.directory, _error_summary(e), step)
         continue
+      best = self.best.latest_step()
+      if meta.get('best') and (best is None or best < step):
+        log.warning('best/ lacks step %d, the best step (its save was cut short): saved it '
+                    'there from checkpoints/', step)
+        self._save_to(self.best, step, self._save_args(restored['params'], restored['train'],
+                                                       meta))
       return restored['params'], restored['train'], meta
     if not steps and self.best.all_steps():
       raise CheckpointError(f'{self.workdir} has a best checkpoint but no checkpoints/ to '
@@ -195,10 +253,7 @@ def training_lock(workdir: str):
 def write_config(workdir: str, config: ml_collections.ConfigDict):
   """Writes `config.json`, atomically."""
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
-  with open(tmp, 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+  files.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -209,17 +264,32 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
       config = json.load(f)
   except FileNotFoundError:
     raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a training workdir') from None
-  except json.JSONDecodeError as e:
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise CheckpointError(f'{path} is not valid JSON ({e})') from None
+  if not isinstance(config, dict) or not all(isinstance(config.get(name), dict)
+                                             for name in MATCHED_SECTIONS) or not isinstance(
+                                                 config.get('train', {}), dict):
+    raise CheckpointError(f'{path} is not the config of a ttm_jax run (its model and task '
+                          'are not JSON objects)')
   for (section, key), value in ADDED_FIELDS.items():
-    config.get(section, {}).setdefault(key, value)
-  return ml_collections.ConfigDict(config)
+    config[section].setdefault(key, value)
+  try:
+    config = ml_collections.ConfigDict(config)
+    factory.make_framing(config)  # What is read from it: the task and the stages.
+    if 'train' in config:
+      curriculum.stage_order(config.train)
+  except Exception as e:  # pylint: disable=broad-except  # A field missing or of a wrong type.
+    raise CheckpointError(f'{path} is not the config of a ttm_jax run ({type(e).__name__}: '
+                          f'{str(e).splitlines()[0] if str(e) else ""})') from None
+  return config
 
 
 def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'best',
-                step: Optional[int] = None) -> Tuple[Any, Dict[str, Any]]:
+                step: Optional[int] = None,
+                folder: Optional[str] = None) -> Tuple[Any, Dict[str, Any]]:
   """Restores `(params, meta)` from `workdir/<which>` (`'best'`, else the latest step), or,
-  given `step`, that saved step (from `checkpoints/` or `best/`).
+  given `step`, that saved step (from `checkpoints/` or `best/`, or only from `folder`), onto
+  this process's first device, whichever devices saved it.
 
   Raises:
     CheckpointError: no checkpoint (or no such step), a mismatching config, or an unreadable
@@ -233,7 +303,7 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
   params_like = jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
       jax.eval_shape(lambda t: model.init(jax.random.PRNGKey(0), t), tokens)['params'])
-  folders = ('checkpoints', 'best') if step is not None else (
+  folders = (folder,) if folder else ('checkpoints', 'best') if step is not None else (
       (which, 'checkpoints') if which == 'best' else ('checkpoints',))
   saved = set()
   for folder in folders:

@@ -1,5 +1,6 @@
 """What `main.py` runs for each `--mode`, with user errors reported as one line."""
 
+import os
 import re
 import sys
 
@@ -10,15 +11,33 @@ from ttm_jax import checkpoint as ckpt
 from ttm_jax import config_check
 from ttm_jax import demo
 from ttm_jax import devices
+from ttm_jax import dumps
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import files
 from ttm_jax import predict
 from ttm_jax import train
 
 MODES = ('train', 'eval', 'predict', 'trace', 'demo')
 # absl's message for a config override it cannot parse: `flag --config.x.y=value: why`.
 _OVERRIDE_ERROR_RE = re.compile(r'flag --(config\.[\w.]+)=(.*?): (.*)')
-USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
+# Failures reported as one `error:` line: a bad config or checkpoint, a run that cannot go on, a
+# damaged dump index, and what the system refuses (a full disk, a read-only or missing folder, a
+# closed pipe: OSError).
+USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError, dumps.DumpError,
+               files.JsonLinesError, OSError)
+
+
+def error_message(e: BaseException) -> str:
+  """The text after `error: ` for one of USER_ERRORS."""
+  if isinstance(e, OSError):
+    return files.os_error_message(e)
+  return str(e)
+
+
+def error_line(e: BaseException) -> str:
+  """`error: <why>` for one of USER_ERRORS, as printed (and raised by tools as SystemExit)."""
+  return f'error: {error_message(e)}'
 
 
 def usage_error(mode: str, config, problem: str = None, step: int = None) -> str:
@@ -67,11 +86,26 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
       predict.run_trace(config, workdir, problem)
       return 0
     return predict.run_predict(config, workdir)
+  except BrokenPipeError:  # `--mode=predict | head -1`: the reader is gone.
+    _quiet_stdout()
+    print(error_line(BrokenPipeError()), file=files.error_stream())
+    return 1
   except USER_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(error_line(e), file=files.error_stream())
     return 1
   except KeyboardInterrupt:
     return interrupted(workdir)
+
+
+def _quiet_stdout():
+  """Points stdout at /dev/null, so that flushing it at exit does not fail a second time on a
+  closed pipe."""
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+  except (OSError, ValueError, AttributeError):  # No real stdout (e.g. a test's capture).
+    pass
 
 
 def interrupted(workdir: str) -> int:

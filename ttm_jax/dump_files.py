@@ -2,9 +2,9 @@
 
 `write_sequence` writes a sequence's records (see `dumps.py`) as arrays `r0000`, `r0001`, ...
 plus a JSON header array `header` holding names, types, shapes, metadata and the sequence
-info, and lists the file in `DUMP_DIR/index.json`. Both are written atomically (temp file in
-the same folder, fsync, `os.replace`), so a concurrent reader sees the old file or the new
-one, never half. `load_sequence` and `load_index` validate everything and raise one
+info, and lists the file in `DUMP_DIR/index.json`. Both are written atomically
+(`files.atomic_file`: temp file in the same folder, fsync, `os.replace`), so a concurrent reader
+sees the old file or the new one, never half. `load_sequence` and `load_index` validate everything and raise one
 `dumps.DumpError` whose message names the file.
 """
 
@@ -14,13 +14,13 @@ import json
 import os
 import pathlib
 import re
-import tempfile
 import zipfile
 from typing import Any, Dict, List, Union
 
 import numpy as np
 
 from ttm_jax import dumps
+from ttm_jax import files
 
 FORMAT = 'ttm_jax.dump'
 INDEX_FORMAT = 'ttm_jax.dump_index'
@@ -30,25 +30,12 @@ INDEX_NAME = 'index.json'
 PathLike = Union[str, os.PathLike]
 
 
-@contextlib.contextmanager
-def _atomic_file(path: pathlib.Path):
-  """Yields a binary file; on success it is fsynced and `os.replace`d onto `path`."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      yield f
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
-    raise
-  dir_fd = os.open(path.parent, os.O_RDONLY)
-  try:
-    os.fsync(dir_fd)
-  finally:
-    os.close(dir_fd)
+def check_writable(dump_dir: PathLike):
+  """Raises what writing a dump to `dump_dir` would raise: OSError for a folder that cannot be
+  written, `dumps.DumpError` for a damaged index. Called before the work whose dumps go there."""
+  files.check_writable(os.fspath(dump_dir))
+  if (pathlib.Path(dump_dir) / INDEX_NAME).exists():
+    load_index(dump_dir)
 
 
 def sequence_filename(metadata: Dict[str, Any]) -> str:
@@ -91,7 +78,7 @@ def write_sequence(dump_dir: PathLike, records: List[dumps.Record], info: Dict[s
        'metadata': r['metadata']} for r in records]}
   arrays = {f'r{i:04d}': r['data'] for i, r in enumerate(records)}
   arrays['header'] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-  with _atomic_file(path) as f:
+  with files.atomic_file(path, 'wb') as f:
     np.savez(f, **arrays)
 
   entry = {'file': path.name, 'info': info,
@@ -106,8 +93,7 @@ def write_sequence(dump_dir: PathLike, records: List[dumps.Record], info: Dict[s
     entries.append(entry)
     text = json.dumps({'format': INDEX_FORMAT, 'version': VERSION, 'sequences': entries},
                       indent=1)
-    with _atomic_file(index_path) as f:
-      f.write(text.encode())
+    files.write_text(index_path, text)
   return path
 
 

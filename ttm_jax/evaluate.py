@@ -3,7 +3,6 @@
 files (`trace_problems`). `--mode=predict` and `--mode=trace` are in `predict.py`."""
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -18,6 +17,7 @@ from ttm_jax import data as data_lib
 from ttm_jax import dump_files
 from ttm_jax import dumps
 from ttm_jax import factory
+from ttm_jax import files
 from ttm_jax import losses
 from ttm_jax import streaming
 from ttm_jax import tokens as tok
@@ -226,7 +226,8 @@ def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDic
   stage order of the workdir's `config.json` (else of `config`). A checkpoint that records no
   stage counts the stages up to `train.last_stage`, and says so."""
   recorded = os.path.exists(os.path.join(workdir, ckpt.CONFIG_FILE))
-  tc = ckpt.read_config(workdir).train if recorded else config.train
+  saved = ckpt.read_config(workdir) if recorded else {}
+  tc = saved.train if 'train' in saved else config.train
   order = curriculum.stage_order(tc)
   stage = meta.get('curriculum', {}).get('stage')
   if stage not in order:
@@ -283,9 +284,13 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
   params, meta = ckpt.load_params(workdir, config, step=step)
   model = factory.make_model(config)
   trained_digits = checkpoint_digits(workdir, meta, config)
+  # Before the work: a folder that cannot take the results, a damaged dump index.
+  files.check_writable(workdir)
+  count = config.trace.num_examples
+  if count:
+    dump_files.check_writable(os.path.join(workdir, 'dumps'))
   rows = evaluate_sizes(model, params, config, trained_digits)
   print(format_table(rows))
-  count = config.trace.num_examples
   if count:
     framing, rng = factory.make_framing(config), np.random.default_rng(config.seed)
     for index, ranges in enumerate(parse_sizes(config.eval.sizes)):
@@ -295,6 +300,6 @@ def run_eval(config: ml_collections.ConfigDict, workdir: str,
                      epoch=index, checkpoint=workdir, trained_digits=trained_digits)
   stage = meta.get('curriculum', {}).get('stage')
   name = 'eval.json' if step is None else f'eval-step{step}.json'
-  with open(os.path.join(workdir, name), 'w') as f:
-    json.dump({'rows': rows, 'checkpoint_stage': stage, 'step': step}, f, indent=2)
+  files.write_json(os.path.join(workdir, name),
+                   {'rows': rows, 'checkpoint_stage': stage, 'step': step})
   return rows

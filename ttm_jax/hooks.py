@@ -6,23 +6,39 @@ import json
 import os
 import signal
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 from tensorboardX import SummaryWriter
 
+from ttm_jax import files
 from ttm_jax.log import log
+
+
+METRICS_FILE = 'metrics.jsonl'
+# The splits of the rows an epoch writes: a run resumed from step N writes those after N again.
+EPOCH_SPLITS = ('train', 'eval')
 
 
 class MetricsWriter:
   """Metrics to TensorBoard (`workdir/tb`) and to `workdir/metrics.jsonl`; in a multi-host
-  run, process 0 writes them and the others write nothing."""
+  run, process 0 writes them and the others write nothing.
 
-  def __init__(self, workdir: str):
+  `resume_step`: the step training starts from. Before appending, a last line cut by a kill
+  or a full disk is dropped (else the next row would be glued onto it), and so are the epoch
+  rows (`EPOCH_SPLITS`) after `resume_step`, which the resumed run writes again (rows of other
+  splits, such as a start row, stay); TensorBoard hides its events after it too.
+  """
+
+  def __init__(self, workdir: str, resume_step: Optional[int] = None):
     self.enabled = jax.process_index() == 0
     if self.enabled:
-      self.tb = SummaryWriter(os.path.join(workdir, 'tb'))
-      self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, METRICS_FILE)
+      if os.path.exists(path):
+        repair_metrics(path, resume_step)
+      self.tb = SummaryWriter(os.path.join(workdir, 'tb'),
+                              purge_step=resume_step + 1 if resume_step else None)
+      self.jsonl = open(path, 'a')
 
   def write(self, step: int, split: str, metrics: Dict[str, Any]):
     if not self.enabled:
@@ -33,13 +49,52 @@ class MetricsWriter:
       elif isinstance(value, list):  # Per-step series: one scalar per entry.
         for i, item in enumerate(value):
           self.tb.add_scalar(f'{split}/{name}/{i}', item, step)
-    self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
-    self.jsonl.flush()
+    try:
+      self.jsonl.write(json.dumps({'step': step, 'split': split, **metrics}) + '\n')
+      self.jsonl.flush()
+    except OSError as e:  # A full disk: say which file (the next start drops a cut line).
+      raise OSError(e.errno, e.strerror, self.jsonl.name) from None
 
   def close(self):
     if self.enabled:
       self.tb.close()
       self.jsonl.close()
+
+
+def repair_metrics(path: str, resume_step: Optional[int] = None):
+  """Drops the cut last line of a metrics file and (given `resume_step`) the epoch rows after
+  that step, saying so; the file is rewritten atomically, and only if a line goes. Lines that
+  are not JSON before the last one are left for a reader to name."""
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  tail = lines.pop()  # b'' when the file ends with a line end.
+  cut = b''
+  if tail.strip():
+    try:
+      json.loads(tail)
+      lines.append(tail)  # Complete but for its line end.
+    except ValueError:
+      cut = tail
+  kept = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      row = None
+    if (resume_step is not None and isinstance(row, dict) and row.get('split') in EPOCH_SPLITS
+        and isinstance(row.get('step'), int) and row['step'] > resume_step):
+      continue
+    kept.append(line)
+  dropped = len(lines) - len(kept)
+  if cut:
+    log.warning('%s: dropped its last line, cut off by an interrupted write (%d bytes)', path,
+                len(cut))
+  if dropped:
+    log.info('%s: dropped %d rows after step %d, which the resumed run writes again', path,
+             dropped, resume_step)
+  if cut or dropped or tail.strip():
+    with files.atomic_file(path, 'wb') as f:
+      f.write(b''.join(line + b'\n' for line in kept))
 
 
 class StopFlag:

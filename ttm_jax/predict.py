@@ -12,6 +12,7 @@ import numpy as np
 
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
+from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import tokens as tok
@@ -28,6 +29,7 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> 
     a, b = tok.parse_problem(problem, trained_digits)
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
+  dump_files.check_writable(os.path.join(workdir, 'dumps'))
   paths = evaluate.trace_problems(factory.make_model(config), params,
                                   factory.make_framing(config), np.array([a]), np.array([b]),
                                   os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',

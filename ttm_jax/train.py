@@ -26,6 +26,7 @@ from ttm_jax import checkpoint as ckpt
 from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
 from ttm_jax import devices
+from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import hooks
@@ -162,6 +163,19 @@ def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[st
   return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets')}
 
 
+def _close_all(*closers, quiet: bool = False):
+  """Calls each of `closers`, all of them even if one raises; then raises the first error,
+  unless `quiet` (on the way out of a failure, such as a full disk, that is reported)."""
+  first = None
+  for close in closers:
+    try:
+      close()
+    except Exception as e:  # pylint: disable=broad-except  # Re-raised below.
+      first = first or e
+  if first is not None and not quiet:
+    raise first
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary;
   CheckpointError if another process is training in `workdir` (`ckpt.training_lock`)."""
@@ -188,9 +202,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                            tc.augment)
   checkpoints = ckpt.Checkpoints(workdir, config.checkpoint.keep)
   restored = checkpoints.restore_latest(*to_saved(params, train_state), config)
+  epoch_so_far = None  # The metrics and seconds of an epoch a stop cut short, if any.
   if restored is not None:
     params, train_state, meta = restored
     params, train_state = from_saved(params, train_state)
+    epoch_so_far = meta.get('epoch')
     dataset.set_state(meta['data_state'])
     curriculum.restore(meta['curriculum'])
     curriculum.reopen(tc)
@@ -202,14 +218,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     log.info('parameters from the best checkpoint in %s', tc.init_from)
   if jax.process_index() == 0:
     ckpt.write_config(workdir, config)
+    if config.trace.num_examples:  # A damaged dump index: an error now, not at an evaluation.
+      dump_files.check_writable(os.path.join(workdir, 'dumps'))
   shardings = state_shardings((params, train_state), mesh, tc.shard_params)
   params, train_state = jax.device_put((params, train_state), shardings)
   train_steps = make_train_step(model, tx, config.optim, shardings)
-  writer = hooks.MetricsWriter(workdir)
-  writer.write(int(train_state['step']), 'start', devices.start_record(config))
+  step = int(train_state['step'])
+  writer = hooks.MetricsWriter(workdir, resume_step=step)
+  writer.write(step, 'start', devices.start_record(config))
   profiler = hooks.StepProfiler(config.profile.first_step, config.profile.num_steps,
                                 os.path.join(workdir, 'profile'))
-  step = int(train_state['step'])
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
                   dynamic_ncols=True, disable=None)
 
@@ -221,20 +239,43 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                           f'{curriculum.stage}; nothing was saved from this epoch. Try '
                           'a lower config.optim.peak_lr or config.optim.clip_norm')
 
-  def save(is_best: bool):
+  saved_step = step  # The step the newest checkpoint holds (0: a fresh start, none needed).
+
+  def save(is_best: bool, epoch_so_far=None):
+    nonlocal saved_step
     if not all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)):
       raise TrainingError(f'non-finite parameters at step {step}; not saved')
-    checkpoints.save(step, *to_saved(params, train_state), {
-        'curriculum': curriculum.state(), 'data_state': dataset.get_state(),
-        'config': ckpt.config_sections(config)}, is_best)
+    meta = {'curriculum': curriculum.state(), 'data_state': dataset.get_state(),
+            'config': ckpt.config_sections(config)}
+    if epoch_so_far:
+      meta['epoch'] = epoch_so_far
+    checkpoints.save(step, *to_saved(params, train_state), meta, is_best)
+    saved_step = step
+
+  def stop_now():
+    if saved_step != step:
+      save(is_best=False)
+    bar.write(f'stopping: saved step {step}')
+    raise KeyboardInterrupt
+
+  def concatenated(calls):
+    return jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m), *calls))
 
   with hooks.stop_requests() as stop:
     try:
       while (step < tc.num_steps and not curriculum.finished
              and not curriculum.out_of_time(tc.max_seconds)):
+        if stop:  # Arrived during an evaluation or a save (that epoch is saved by now).
+          stop_now()
         calls, epoch_start = [], time.perf_counter()
-        # A run resumed mid-epoch (after Ctrl-C) finishes that epoch, so evaluations fall on
-        # the same steps as in an uninterrupted run.
+        # A run resumed mid-epoch (after Ctrl-C) finishes that epoch, with the metrics of the
+        # steps before the stop, so evaluations fall on the same steps and see the same
+        # training summary as in an uninterrupted run.
+        if epoch_so_far and step % tc.steps_per_epoch:
+          calls.append({k: np.asarray(v, epoch_so_far['dtypes'][k])
+                        for k, v in epoch_so_far['metrics'].items()})
+          epoch_start -= epoch_so_far['seconds']
+        epoch_so_far = None
         epoch_end = min(step - step % tc.steps_per_epoch + tc.steps_per_epoch, tc.num_steps)
         while step < epoch_end:
           count = min(tc.steps_per_call, epoch_end - step)
@@ -245,14 +286,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           profiler.after(step, metrics)
           calls.append(metrics)
           bar.update(count)
-          if stop:
-            check_finite(jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m),
-                                                               *calls)))
-            save(is_best=False)
-            bar.write(f'stopping: saved step {step}')
-            raise KeyboardInterrupt
-        epoch_metrics = jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m),
-                                                              *calls))
+          if stop and step < epoch_end:  # Mid-epoch: saved with the epoch's metrics so far.
+            so_far = concatenated(calls)
+            check_finite(so_far)
+            save(is_best=False, epoch_so_far={
+                'metrics': {k: np.asarray(v).tolist() for k, v in so_far.items()},
+                'dtypes': {k: str(np.asarray(v).dtype) for k, v in so_far.items()},
+                'seconds': time.perf_counter() - epoch_start})
+            stop_now()
+        # A stop after the epoch's last call: the epoch is evaluated and saved, then it stops.
+        epoch_metrics = concatenated(calls)
         check_finite(epoch_metrics)
         seconds = time.perf_counter() - epoch_start
         train_summary = {k: float(np.mean(v)) for k, v in epoch_metrics.items()}
@@ -281,7 +324,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                              train_state[name].sharding)
         bar.set_description(f'stage {curriculum.stage}')
         is_best = curriculum.evals_since_best == 0
-        if is_best or curriculum.finished or \
+        if is_best or curriculum.finished or stop or \
             (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
           save(is_best)
       limit = (f'max_seconds={tc.max_seconds}' if curriculum.out_of_time(tc.max_seconds)
@@ -290,10 +333,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                  'finished': curriculum.finished or f'reached {limit}',
                  'best_progress': curriculum.best_progress}
       writer.write(step, 'end', {'time': devices.utc_now(), 'finished': summary['finished']})
-    finally:
-      profiler.stop()
-      bar.close()
-      writer.close()
-      checkpoints.close()
+    except BaseException:  # What failed is reported, not a failure of closing after it.
+      _close_all(profiler.stop, bar.close, writer.close, checkpoints.close, quiet=True)
+      raise
+    _close_all(profiler.stop, bar.close, writer.close, checkpoints.close)
   log.info('training ended: %s', summary)
   return summary
