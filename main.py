@@ -4,7 +4,7 @@
   python main.py --config=configs/mult.py --mode=eval            # accuracy table
   python main.py --config=configs/mult.py --mode=eval --step=N   # ...of a saved step
   echo 123x45 | python main.py --config=configs/mult.py --mode=predict
-  python main.py --config=configs/mult.py --mode=trace --problem=123x45   # -> workdir/dumps
+  python main.py --config=configs/mult.py --mode=trace --problem=123x45  # -> trace-123x45/
   python main.py --config=configs/mult.py --mode=demo                      # interactive
 """
 
@@ -30,6 +30,10 @@ _MODE = flags.DEFINE_enum('mode', 'train', cli.MODES, 'What to do.')
 _PROBLEM = flags.DEFINE_string('problem', None, 'With --mode=trace: the problem, e.g. 123×45.')
 _STEP = flags.DEFINE_integer('step', None, 'With --mode=eval: evaluate this saved step of the '
                              'workdir instead of its best.')
+_OUT = flags.DEFINE_string(
+    'out', None, 'With --mode=eval or --mode=trace: the folder for eval.json, dumps/ and '
+    'trace-AxB/ (default: the workdir if it trains, runs/<name>-outputs for an export such as '
+    'checkpoints/mult, which is never written).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Multi-host: call jax.distributed.initialize() first (it detects '
     'the coordinator, process count and id on SLURM, Open MPI, Kubernetes, Cloud TPU).')
@@ -41,7 +45,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO.
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
-  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value))
+  sys.exit(cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value,
+                   _OUT.value))
 
 
 if __name__ == '__main__':

@@ -20,7 +20,8 @@ _OVERRIDE_ERROR_RE = re.compile(r'flag --(config\.[\w.]+)=(.*?): (.*)')
 USER_ERRORS = (factory.ConfigError, ckpt.CheckpointError, train.TrainingError)
 
 
-def usage_error(mode: str, config, problem: str = None, step: int = None) -> str:
+def usage_error(mode: str, config, problem: str = None, step: int = None,
+                out: str = None) -> str:
   """Why the command cannot run as given (a config that does not load or check out, a flag
   that does not go with `mode`), or '' if it can."""
   try:
@@ -32,6 +33,8 @@ def usage_error(mode: str, config, problem: str = None, step: int = None) -> str
     return f'--step: only with --mode=eval, not --mode={mode}'
   if problem is not None and mode != 'trace':
     return f'--problem: only with --mode=trace, not --mode={mode}'
+  if out is not None and mode not in ('eval', 'trace'):
+    return f'--out: only with --mode=eval or --mode=trace, not --mode={mode}'
   if problem is None and mode == 'trace':
     return '--problem: required with --mode=trace, e.g. --problem=123x45'
   try:
@@ -41,11 +44,13 @@ def usage_error(mode: str, config, problem: str = None, step: int = None) -> str
   return ''
 
 
-def run(mode: str, config, workdir: str, problem: str = None, step: int = None) -> int:
+def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
+        out: str = None) -> int:
   """Runs `mode`; returns the exit code. A bad config or flag combination prints
   `error: ...` and returns 2 before anything runs; other known failures print `error: ...`
-  and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best."""
-  message = usage_error(mode, config, problem, step)
+  and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best.
+  `out`: with modes 'eval' and 'trace', where their files go (`outputs.output_dir`)."""
+  message = usage_error(mode, config, problem, step, out)
   if message:
     print(f'error: {message}', file=sys.stderr)
     return 2
@@ -54,19 +59,22 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None) 
       train.train_and_evaluate(config, workdir)
       return 0
     if mode == 'eval':
-      evaluate.run_eval(config, workdir, step)
+      evaluate.run_eval(config, workdir, step, out)
       return 0
     if mode == 'demo':
       return demo.run_demo(config, workdir)
     if mode == 'trace':
-      predict.run_trace(config, workdir, problem)
+      predict.run_trace(config, workdir, problem, out)
       return 0
     return predict.run_predict(config, workdir)
   except USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
-    return interrupted(workdir)
+    if mode == 'train':
+      return interrupted(workdir)
+    print(f'\ninterrupted (--mode={mode})', file=sys.stderr)
+    return 130
 
 
 def interrupted(workdir: str) -> int:
