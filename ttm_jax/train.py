@@ -11,6 +11,7 @@ redrawn, operands swapped and shuffled) -> `Framing.encode` -> `draw_batches` (K
 """
 
 import os
+import sys
 import time
 from typing import Any, Dict
 
@@ -174,6 +175,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
                   dynamic_ncols=True, disable=None)
 
+  def say(line: str):  # Flushed: a log file or pipe gets each line as it happens.
+    bar.write(line)
+    sys.stdout.flush()
+
+  progress = hooks.ProgressLines(say, tc.batch_size, heartbeat=bar.disable)
+  if step < tc.num_steps and not curriculum.finished:
+    progress.start(step, curriculum.stage,
+                   f'{mesh.size} {jax.devices()[0].platform.upper()} device(s)')
+
   def check_finite(epoch_metrics):
     loss = np.asarray(epoch_metrics['loss'])
     if not np.all(np.isfinite(loss)):
@@ -206,6 +216,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           profiler.after(step, metrics)
           calls.append(metrics)
           bar.update(count)
+          progress.after_call(step, metrics['loss'])
           if stop:
             check_finite(jax.device_get(jax.tree_util.tree_map(lambda *m: jnp.concatenate(m),
                                                                *calls)))
@@ -227,13 +238,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         curriculum.seconds += time.perf_counter() - epoch_start
         eval_summary['elapsed_seconds'] = curriculum.seconds
         writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
-        bar.write(f'step {step} stage {curriculum.stage}: train loss '
-                  f'{train_summary["loss"]:.4f}, eval exact match '
-                  f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} held-out '
-                  f'problems), lr {train_summary["learning_rate"]:.2e}, '
-                  f'{train_summary["examples_per_second"]:.0f} examples/s')
+        held_out = eval_summary['held_out_problems']
+        say(f'step {step} stage {curriculum.stage}: train loss {train_summary["loss"]:.4f}, '
+            f'eval exact match {eval_summary["sequence_accuracy"]:.3f} '
+            f'({config.eval.num_examples} problems, '
+            f'{f"{held_out} held out" if held_out else "none held out: 1-digit operands"}), '
+            f'lr {train_summary["learning_rate"]:.2e}, '
+            f'{train_summary["examples_per_second"]:.0f} examples/s')
         for line in eval_summary['examples']:
-          bar.write(f'  {line}')
+          say(f'  {line}')
+        progress.wrote(step)
         changes = curriculum.advance(dict(eval_summary, train_loss=train_summary['loss']), step,
                                      float(train_state['lr_scale']), config)
         for name, value in changes.items():  # Read by the jitted step from now on.
@@ -254,5 +268,22 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   summary = {'step': step, 'stage': curriculum.stage,
              'finished': curriculum.finished or f'reached {limit}',
              'best_progress': curriculum.best_progress}
-  log.info('training ended: %s', summary)
+  log.info('%s', ended_sentence(curriculum, step, workdir, tc))
   return summary
+
+
+def ended_sentence(curriculum: curriculum_lib.Curriculum, step: int, workdir: str,
+                   tc: ml_collections.ConfigDict) -> str:
+  """Why training ended, and what to do next, in a sentence."""
+  where = f'at step {step:,} in stage {curriculum.stage}'
+  best = os.path.join(workdir, 'best')
+  if curriculum.finished == curriculum.passed_last:
+    return (f'training finished {where}: the curriculum passed its last stage; the best '
+            f'checkpoint is in {best}')
+  if curriculum.finished:
+    return f'training ended {where} ({curriculum.finished}); the best checkpoint is in {best}'
+  if curriculum.out_of_time(tc.max_seconds):
+    return (f'training stopped {where}: it reached config.train.max_seconds={tc.max_seconds} '
+            'before the curriculum ended; a larger value resumes it from there')
+  return (f'training stopped {where}: it reached config.train.num_steps={tc.num_steps} before '
+          'the curriculum ended; a larger value resumes it from there')
