@@ -58,6 +58,10 @@ def test_flop_count_matches_unrolled_and_analytic(profiled):
   printed = float(re.search(r'FLOPs per step\s+([\d.]+) G', stdout).group(1)) * 1e9
   assert printed == pytest.approx(summary['flops'], rel=1e-3)
   assert 0 < summary['fraction_of_peak'] and summary['memory_bytes']['peak'] > 0
+  # The fraction says that the step and the peak were measured under the same load.
+  assert summary['load_average'] >= 0 and summary['cpu_count'] >= 1
+  assert re.search(r'fraction of peak +[\d.]+% \(step and peak measured now, under the same '
+                   r'load: 1-minute load average [\d.]+ on \d+ CPUs', stdout)
 
 
 def test_analytic_count_of_the_paper_model():
