@@ -257,10 +257,11 @@ def test_the_usage_commands_leave_a_clone_clean_and_give_the_readme_picture(tmp_
                           text=True, timeout=300, env=env)
 
   outputs, screenshot, no_opengl = {}, None, ''
-  commands = [(argv, stdin) for argv, stdin in COMMANDS if 'checkpoints/mult' in ' '.join(argv)
-              and (argv[0] == 'main.py' and '--mode=' in ' '.join(argv) or
-                   argv[0] == 'tools/viewer.py' and '--screenshot' in argv or
-                   argv[0] == 'tools/plot.py')]
+  commands = [(argv, stdin) for argv, stdin in COMMANDS
+              if argv[0] == 'main.py' and '--mode=' in ' '.join(argv)
+              and '--workdir=checkpoints/mult' in argv or
+              argv[0] == 'tools/viewer.py' and '--screenshot' in argv or
+              argv[0] == 'tools/plot.py']
   commands.append((['tools/plot.py', 'checkpoints/mult', '--stages'], None))  # Results.
   evaluate = next(argv for argv, _ in commands if '--mode=eval' in argv)
   for argv, stdin in commands:

@@ -300,7 +300,7 @@ def test_without_scenic_the_comparison_skips_saying_how_to_fetch_it_and_fails_in
     assert f'TTM_SCENIC_DIR={tmp_path} holds no scenic/projects/token_turing/model.py' in text
     assert scenic.SCENIC_COMMIT[:12] in text and 'git clone https://github.com/google-research/' \
         'scenic' in text, text[-2000:]
-  assert failed.returncode == 1 and '1 failed' in failed.stdout, failed.stdout[-2000:]
+  assert failed.returncode == 1 and '1 error' in failed.stdout, failed.stdout[-2000:]
   assert 'CI=true: a test that cannot run fails in CI instead of skipping' in \
       ' '.join(failed.stdout.split())
 
