@@ -37,6 +37,7 @@ def profiled(tmp_path_factory):
     return result.stdout, json.load(f), workdir
 
 
+@pytest.mark.slow  # tools/profile.py of the paper model: minutes.
 def test_writes_a_trace_and_the_optimized_hlo(profiled):
   _, summary, workdir = profiled
   trace_dir = os.path.join(workdir, 'profile', 'trace')
@@ -47,6 +48,7 @@ def test_writes_a_trace_and_the_optimized_hlo(profiled):
   assert 'HloModule' in hlo and ' while(' in hlo  # The scanned steps are one loop.
 
 
+@pytest.mark.slow  # tools/profile.py of the paper model: minutes.
 def test_flop_count_matches_unrolled_and_analytic(profiled):
   stdout, summary, _ = profiled
   steps = summary['steps_per_example']
@@ -89,6 +91,7 @@ def looped():
   return config, batch, profiling.cost_of(loop)['flops']
 
 
+@pytest.mark.slow  # Compiles the paper step three ways.
 @pytest.mark.parametrize('unroll', [2, 0])
 def test_scaled_count_for_other_unrolls(looped, unroll):
   # Two steps an iteration leave a remainder of one; 0 puts all five in one iteration, which
