@@ -301,22 +301,26 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
 
 
 def test_training_on_a_non_terminal_says_what_it_does_from_the_start(tmp_path, jax_cache):
-  """Output to a pipe (a log file, CI, nohup: no progress bar): a line before compiling,
-  the first call's loss and time before the first evaluation, each line as it happens (the
-  first while the run is still going), and a closing sentence instead of a dict."""
-  process = _start(str(tmp_path / 'run'), jax_cache)
+  """Output to a pipe (a log file, CI, nohup: no progress bar): a line as soon as training
+  starts and one before compiling, the first call's loss and time before the first evaluation,
+  each line as it happens (the first while the run is still going), and a closing sentence
+  instead of a dict."""
+  workdir = str(tmp_path / 'run')
+  process = _start(workdir, jax_cache)
   first = process.stdout.readline()
   running = process.poll() is None
   lines = [first] + process.stdout.read().splitlines()
   process.wait()
   assert process.returncode == 0, '\n'.join(lines)
   assert running, 'the first line came only when the run ended'
-  assert re.fullmatch(r'step 0, stage 1, \d+ CPU device\(s\): compiling the train step \(the '
-                      r'first call compiles it, which takes a while\)\n', first)
-  assert re.fullmatch(r'step 10: loss [\d.]+; compiled and ran 10 steps in [\d.]+ s', lines[1])
+  assert re.fullmatch(rf'training in {workdir} on \d+ CPU device\(s\): setting up the model, '
+                      r'the data and the checkpoints\n', first)
+  assert lines[1] == ('step 0, stage 1: compiling the train step (the first call compiles it, '
+                      'which takes a while)')
+  assert re.fullmatch(r'step 10: loss [\d.]+; compiled and ran 10 steps in [\d.]+ s', lines[2])
   assert re.fullmatch(r'step 10 stage 1: train loss [\d.]+, eval exact match [\d.]+ \(8 '
                       r'problems, none held out: 1-digit operands\), lr .*, \d+ examples/s',
-                      lines[2])
+                      lines[3])
   assert lines[-1] == ('training stopped at step 30 in stage 1: it reached '
                        'config.train.num_steps=30 before the curriculum ended; a larger value '
                        'resumes it from there')
@@ -328,7 +332,7 @@ def test_progress_lines_come_at_growing_intervals_without_a_progress_bar():
   written = []
   progress = hooks.ProgressLines(written.append, batch_size=4, heartbeat=True,
                                  clock=lambda: now[0])
-  progress.start(0, 1, '1 CPU device(s)')
+  progress.start(0, 1)
   for step in range(1, 200):
     now[0] += 1.0  # One second per call of one step.
     progress.after_call(step, np.array([2.0]))

@@ -121,9 +121,9 @@ class ProgressLines:
     self.interval = self.FIRST_INTERVAL
     self.last_time, self.last_step = clock(), 0
 
-  def start(self, step: int, stage: int, devices: str):
-    self.write(f'step {step}, stage {stage}, {devices}: compiling the train step (the first '
-               'call compiles it, which takes a while)')
+  def start(self, step: int, stage: int):
+    self.write(f'step {step}, stage {stage}: compiling the train step (the first call compiles '
+               'it, which takes a while)')
     self.wrote(step)
 
   def wrote(self, step: int):

@@ -146,6 +146,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   if tc.batch_size % mesh.size:
     raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
                               f'the {mesh.size} devices')
+  print(f'training in {workdir} on {mesh.size} {jax.devices()[0].platform.upper()} device(s): '
+        'setting up the model, the data and the checkpoints', flush=True)
   batch_sharding = NamedSharding(mesh, PartitionSpec(None, 'data'))  # [K, B, ...]: B split.
 
   tx = optim.make_optimizer(config.optim)
@@ -181,8 +183,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
   progress = hooks.ProgressLines(say, tc.batch_size, heartbeat=bar.disable)
   if step < tc.num_steps and not curriculum.finished:
-    progress.start(step, curriculum.stage,
-                   f'{mesh.size} {jax.devices()[0].platform.upper()} device(s)')
+    progress.start(step, curriculum.stage)
 
   def check_finite(epoch_metrics):
     loss = np.asarray(epoch_metrics['loss'])
