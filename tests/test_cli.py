@@ -163,7 +163,9 @@ def test_ctrl_c_in_predict_says_interrupted_and_nothing_about_resuming(workdir):
   process = subprocess.Popen(
       [sys.executable, 'main.py', '--config=configs/mult.py', f'--workdir={workdir}',
        '--mode=predict'], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
+      stderr=subprocess.PIPE, text=True,
+      # As from a terminal, also where the tests run in the background (which ignores SIGINT).
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   process.stdin.write('7x8\n' * 256)  # One chunk: answered and flushed at once.
   process.stdin.flush()
   answers = [process.stdout.readline() for _ in range(256)]
