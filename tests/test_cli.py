@@ -160,12 +160,14 @@ def test_eval_of_an_export_writes_to_out_and_leaves_the_export_as_it_was(workdir
 
 
 def test_ctrl_c_in_predict_says_interrupted_and_nothing_about_resuming(workdir):
+  # SIGINT as from a terminal, also where the tests run in the background (which ignores it):
+  # a small Python resets it, then becomes main.py.
+  reset = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
+           'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
   process = subprocess.Popen(
-      [sys.executable, 'main.py', '--config=configs/mult.py', f'--workdir={workdir}',
-       '--mode=predict'], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True,
-      # As from a terminal, also where the tests run in the background (which ignores SIGINT).
-      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+      [sys.executable, '-c', reset, 'main.py', '--config=configs/mult.py',
+       f'--workdir={workdir}', '--mode=predict'], cwd=ROOT, stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   process.stdin.write('7x8\n' * 256)  # One chunk: answered and flushed at once.
   process.stdin.flush()
   answers = [process.stdout.readline() for _ in range(256)]
