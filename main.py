@@ -4,7 +4,7 @@
   python main.py --config=configs/mult.py --mode=eval            # accuracy table
   python main.py --config=configs/mult.py --mode=eval --step=N   # ...of a saved step
   echo 123x45 | python main.py --config=configs/mult.py --mode=predict
-  python main.py --config=configs/mult.py --mode=trace --problem=123x45   # -> workdir/dumps
+  python main.py --config=configs/mult.py --mode=trace --problem=123x45  # -> trace-123x45/
   python main.py --config=configs/mult.py --mode=demo                      # interactive
 """
 
@@ -38,6 +38,10 @@ _CPU_DEVICES = flags.DEFINE_integer(
     'parallel (0: one per core, lowered to a count that divides config.train.batch_size). '
     'XLA_FLAGS=--xla_force_host_platform_device_count=N overrides it; GPUs and TPUs are kept.',
     lower_bound=0)
+_OUT = flags.DEFINE_string(
+    'out', None, 'With --mode=eval or --mode=trace: the folder for eval.json, dumps/ and '
+    'trace-AxB/ (default: the workdir if it trains, runs/<name>-outputs for an export such as '
+    'checkpoints/mult, which is never written).')
 _DISTRIBUTED = flags.DEFINE_bool(
     'distributed', False, 'Multi-host: call jax.distributed.initialize() first (it detects '
     'the coordinator, process count and id on SLURM, Open MPI, Kubernetes, Cloud TPU).')
@@ -51,7 +55,7 @@ def main(argv):
     jax.distributed.initialize()
   files.SILENCE_AFTER_FAILURE = True  # After a failed save: one error line (ttm_jax/files.py).
   code = cli.run(_MODE.value, _CONFIG.value, _WORKDIR.value, _PROBLEM.value, _STEP.value,
-                 _CPU_DEVICES.value)
+                 _OUT.value, _CPU_DEVICES.value)
   if ckpt.save_failed:  # Orbax's threads would print about the files they were writing.
     sys.stdout.flush()
     files.error_stream().flush()

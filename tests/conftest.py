@@ -55,6 +55,26 @@ def fixture_digest():
   return digest
 
 
+def in_ci() -> bool:
+  """Whether this runs in CI (`CI=true`, as GitHub Actions, GitLab CI and `.ci/run` set it)."""
+  return os.environ.get('CI', '').lower() in ('true', '1', 'yes')
+
+
+def skip_or_fail(reason: str):
+  """Skips the test with `reason`; in CI (`in_ci`) fails it instead, so that a check that
+  cannot run there is not passed over in silence."""
+  if in_ci():
+    pytest.fail(f'{reason} (CI={os.environ["CI"]}: a test that cannot run fails in CI instead '
+                'of skipping)', pytrace=False)
+  pytest.skip(reason)
+
+
+@pytest.fixture(name='skip_or_fail', scope='session')
+def fixture_skip_or_fail():
+  """`skip_or_fail(reason)` (above), for tests."""
+  return skip_or_fail
+
+
 @functools.cache
 def opengl_problem() -> str:
   """Why no headless OpenGL 3.3 context (EGL) can be created here, or '' if one can."""
@@ -69,9 +89,10 @@ def opengl_problem() -> str:
 @pytest.fixture(name='opengl', scope='session')
 def fixture_opengl():
   """Skips the test when no headless OpenGL 3.3 context can be created: the one reason a
-  viewer test may skip (`.ci/run` installs the EGL packages, or fails)."""
+  viewer test may skip (in CI it fails: `.ci/run` installs the EGL packages, or fails)."""
   if opengl_problem():
-    pytest.skip(f'no headless OpenGL 3.3 (EGL) on this machine: {opengl_problem()}')
+    skip_or_fail(f'no headless OpenGL 3.3 (EGL) on this machine: {opengl_problem()}; on '
+                 'Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri')
 
 
 @pytest.fixture(scope='session')

@@ -27,6 +27,10 @@ def test_bench_rows(tmp_path):
     assert row['compile_seconds'] > 0 and row['examples_per_second'] > 0
     assert row['batch_size'] == 16
   assert 'same model and batch as runlocal' in result.stdout
+  header, first = result.stdout.splitlines()[:2]  # Every column has a header.
+  assert header.split() == ['config', 'S', 'loop', 'compile', '(s)', 'step', '(ms)',
+                            'examples/s', 'row', 'total', '(s)']
+  assert len(first.split()) == 7 and first.split()[-1].isdigit()
   assert (tmp_path / 'bench.png').stat().st_size > 10_000
   # --replot draws saved rows without measuring.
   replot = subprocess.run(

@@ -3,6 +3,7 @@ code, and nothing saved is modified."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -57,6 +58,8 @@ def main(*args, stdin=''):
      'error: --problem: only with --mode=trace, not --mode=eval'),
     (['--config=configs/mult.py', '--mode=trace'],
      'error: --problem: required with --mode=trace, e.g. --problem=123x45'),
+    (['--config=configs/mult.py', '--mode=predict', '--out=/tmp/x'],
+     'error: --out: only with --mode=eval or --mode=trace, not --mode=predict'),
 ])
 def test_bad_config_or_flags_exit_2_before_anything_runs(workdir, digest, args, error):
   before = digest(workdir)
@@ -196,3 +199,41 @@ def test_predict_into_a_pipe_closed_early_is_one_line(workdir, tmp_path):
   assert first == str(10 * 1) and code == '1'
   assert open(tmp_path / 'errors').read() == (
       'error: the output was closed before everything was written (broken pipe)\n')
+
+
+def test_where_commands_write():
+  from ttm_jax import outputs  # pylint: disable=import-outside-toplevel
+  assert outputs.output_dir(SHIPPED) == os.path.join('runs', 'mult-outputs')  # An export.
+  assert outputs.output_dir(SHIPPED, '/tmp/o') == '/tmp/o'
+  assert outputs.trace_dir('runs/mult-outputs', 92, 98) == 'runs/mult-outputs/trace-92x98'
+
+
+def test_eval_of_an_export_writes_to_out_and_leaves_the_export_as_it_was(workdir, digest,
+                                                                         tmp_path):
+  before = digest(workdir)
+  out = tmp_path / 'out'
+  result = main('--config=configs/mult.py', f'--workdir={workdir}', '--mode=eval', f'--out={out}',
+                '--config.eval.sizes=1x1', '--config.eval.num_per_size=10')
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[-1].split() == ['1x1', '81', 'all', '100.00%', '100.00%']
+  assert result.stderr.splitlines()[-1] == (f'wrote {out}/eval.json and traces in {out}/dumps')
+  assert sorted(os.listdir(out)) == ['dumps', 'eval.json']
+  assert digest(workdir) == before
+
+
+def test_ctrl_c_in_predict_says_interrupted_and_nothing_about_resuming(workdir):
+  # SIGINT as from a terminal, also where the tests run in the background (which ignores it):
+  # a small Python resets it, then becomes main.py.
+  reset = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); '
+           'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+  process = subprocess.Popen(
+      [sys.executable, '-c', reset, 'main.py', '--config=configs/mult.py',
+       f'--workdir={workdir}', '--mode=predict'], cwd=ROOT, stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  process.stdin.write('7x8\n' * 256)  # One chunk: answered and flushed at once.
+  process.stdin.flush()
+  answers = [process.stdout.readline() for _ in range(256)]
+  assert answers == ['56\n'] * 256
+  process.send_signal(signal.SIGINT)  # While it waits for more input.
+  _, stderr = process.communicate(timeout=60)
+  assert (process.returncode, stderr) == (130, '\ninterrupted (--mode=predict)\n')

@@ -69,7 +69,7 @@ def test_full_disk_in_training_is_one_line_and_the_run_resumes_once_there_is_roo
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 1
   (line,) = _errors(result.stderr)  # It used to be 110 tracebacks.
-  assert line.startswith(f'error: cannot save step ') and line.endswith(
+  assert line.startswith('error: cannot save step ') and line.endswith(
       'No space left on device; free some space and run it again (what was saved before is '
       'intact)'), line
   tmpfs(disk, 'remount,size=20m')

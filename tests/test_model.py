@@ -133,6 +133,7 @@ def test_overfits_one_batch(tiny):
   assert float(loss) < 0.3 * first
 
 
+@pytest.mark.slow  # About a minute of compiling.
 def test_bfloat16_compute_keeps_float32_params_memory_and_logits(tiny):
   # The encoder computes in bfloat16 on bfloat16 copies of the same float32 parameters.
   model, _, batch, params = tiny

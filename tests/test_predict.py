@@ -135,13 +135,17 @@ def test_predict_stream_answers_every_line_with_digits_or_one_error(shipped, lin
   assert failed == any(answer.startswith('error: ') for answer in out)
 
 
-def test_trace_of_a_problem_past_the_trained_length_is_an_error(tmp_path):
+def test_trace_of_a_problem_past_the_trained_length_is_an_error(tmp_path, digest, capsys):
   workdir = shutil.copytree(SHIPPED, tmp_path / 'mult')
+  before = digest(workdir)
   config = mult.get_config()
   config.trace.num_examples = 0
   with pytest.raises(factory.ConfigError, match="^--problem: problem '12345x5': an operand has "
                      '5 digits; the model was trained on operands up to 4 digits$'):
     predict.run_trace(config, str(workdir), '12345x5')
-  path = predict.run_trace(config, str(workdir), '12x34')
-  assert json.load(open(os.path.join(workdir, 'dumps', 'index.json')))
-  assert os.path.basename(path) in os.listdir(os.path.join(workdir, 'dumps'))
+  out = tmp_path / 'out'
+  path = predict.run_trace(config, str(workdir), '12x34', out=str(out))
+  assert json.load(open(out / 'trace-12x34' / 'index.json'))
+  assert os.path.basename(path) in os.listdir(out / 'trace-12x34')
+  assert capsys.readouterr().out.splitlines()[0] == '12×34 = 408 (correct)'
+  assert digest(workdir) == before  # An export is only read.

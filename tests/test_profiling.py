@@ -37,6 +37,7 @@ def profiled(tmp_path_factory):
     return result.stdout, json.load(f), workdir
 
 
+@pytest.mark.slow  # tools/profile.py of the paper model: minutes.
 def test_writes_a_trace_and_the_optimized_hlo(profiled):
   _, summary, workdir = profiled
   trace_dir = os.path.join(workdir, 'profile', 'trace')
@@ -47,6 +48,7 @@ def test_writes_a_trace_and_the_optimized_hlo(profiled):
   assert 'HloModule' in hlo and ' while(' in hlo  # The scanned steps are one loop.
 
 
+@pytest.mark.slow  # tools/profile.py of the paper model: minutes.
 def test_flop_count_matches_unrolled_and_analytic(profiled):
   stdout, summary, _ = profiled
   steps = summary['steps_per_example']
@@ -58,6 +60,10 @@ def test_flop_count_matches_unrolled_and_analytic(profiled):
   printed = float(re.search(r'FLOPs per step\s+([\d.]+) G', stdout).group(1)) * 1e9
   assert printed == pytest.approx(summary['flops'], rel=1e-3)
   assert 0 < summary['fraction_of_peak'] and summary['memory_bytes']['peak'] > 0
+  # The fraction says that the step and the peak were measured under the same load.
+  assert summary['load_average'] >= 0 and summary['cpu_count'] >= 1
+  assert re.search(r'fraction of peak +[\d.]+% \(step and peak measured now, under the same '
+                   r'load: 1-minute load average [\d.]+ on \d+ CPUs', stdout)
 
 
 def test_analytic_count_of_the_paper_model():
@@ -85,6 +91,7 @@ def looped():
   return config, batch, profiling.cost_of(loop)['flops']
 
 
+@pytest.mark.slow  # Compiles the paper step three ways.
 @pytest.mark.parametrize('unroll', [2, 0])
 def test_scaled_count_for_other_unrolls(looped, unroll):
   # Two steps an iteration leave a remainder of one; 0 puts all five in one iteration, which

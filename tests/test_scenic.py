@@ -1,7 +1,9 @@
 """ttm_jax.scenic, and the port measured against Scenic's own Token Turing Machine.
 
-The parity tests import Scenic's unmodified `token_turing/model.py` from
-`../shared/reference/scenic` (beside the repository), initialize its modules, convert their
+The parity tests import Scenic's unmodified `token_turing/model.py` from a checkout of Scenic
+at the pinned commit (`$TTM_SCENIC_DIR`, else `../shared/reference/scenic` beside the
+repository: `scenic.scenic_source`; without one they skip, saying how to fetch it, and fail in
+CI), initialize its modules, convert their
 parameters and require the same new memory and outputs from ours. Both sides run the same
 way: op by op, or, for our scanned encoder (whose loop XLA always compiles), compiled with
 `jax.jit`. (Scenic op by op against our compiled scan differs by rounding, which Scenic's
@@ -9,9 +11,11 @@ way: op by op, or, for our scanned encoder (whose loop XLA always compiles), com
 the largest differences.
 """
 
+import os
+import pathlib
+import subprocess
 import sys
 import types
-from pathlib import Path
 
 import flax
 import jax
@@ -30,7 +34,6 @@ from ttm_jax import streaming
 # Scenic's TokenLearnerMHA still passes `inputs_kv`, which Flax deprecates.
 pytestmark = pytest.mark.filterwarnings('ignore:The inputs_kv arg:DeprecationWarning')
 
-REFERENCE = Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'scenic'
 MODES = ('TL', 'TL-MHA', 'TL-AddErase')
 UNITS = ('transformer', 'mixer', 'mlp')
 # d = 24: divisible by the 8 heads of Scenic's TokenLearnerMHA and the 12 heads that Scenic's
@@ -45,11 +48,13 @@ MAX_DIFFERENCES = {}  # (module, memory mode, processing unit, train) -> max |ou
 
 
 @pytest.fixture(scope='module')
-def scenic_ttm():
-  """Scenic's `token_turing/model.py`, imported from the reference copy (skips without it)."""
-  if not REFERENCE.is_dir():
-    pytest.skip(f'no Scenic reference code at {REFERENCE}')
-  sys.path.insert(0, str(REFERENCE))
+def scenic_ttm(skip_or_fail):
+  """Scenic's `token_turing/model.py`, imported from `scenic.scenic_source()` (skips without
+  it, saying how to fetch it; fails in CI)."""
+  reference, problem = scenic.scenic_source()
+  if problem:
+    skip_or_fail(problem)
+  sys.path.insert(0, str(reference))
   # Its ViT module imports tensorflow.io.gfile for checkpoint loading that the TTM never
   # calls: a bare module stands in while it is imported.
   stubs = {'tensorflow': types.ModuleType('tensorflow'),
@@ -255,3 +260,53 @@ def test_errors_name_the_first_path_that_does_not_fit():
   assert error(scenic.to_scenic, _our_unit_params('fifo')).startswith(
       'write/write_pos_embed/embedding: missing')
   assert error(scenic.from_scenic, {'unit_function': tree, 'extra': {}}).startswith('extra:')
+
+
+# ---- Where the Scenic code comes from. ----
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_the_scenic_source_is_taken_from_the_environment_variable(monkeypatch, tmp_path):
+  monkeypatch.setenv(scenic.SCENIC_DIR_VARIABLE, str(tmp_path))
+  folder, problem = scenic.scenic_source()
+  assert folder == tmp_path
+  assert problem.startswith(f'no Scenic source to compare with: TTM_SCENIC_DIR={tmp_path} holds '
+                            'no scenic/projects/token_turing/model.py')
+  (tmp_path / 'scenic' / 'projects' / 'token_turing').mkdir(parents=True)
+  (tmp_path / 'scenic' / 'projects' / 'token_turing' / 'model.py').touch()
+  assert scenic.scenic_source() == (tmp_path, '')
+  monkeypatch.delenv(scenic.SCENIC_DIR_VARIABLE)
+  assert scenic.scenic_source()[0] == scenic.DEFAULT_SCENIC_DIR
+
+
+def test_without_scenic_the_comparison_skips_saying_how_to_fetch_it_and_fails_in_ci(tmp_path):
+  """A parity test run with TTM_SCENIC_DIR naming an empty folder: skipped, with the pinned
+  commit and the fetch command in the reason; with CI=true, failed."""
+  one_test = f'{__file__}::test_scenic_parameters_run_in_the_streaming_api'
+  env = {k: v for k, v in os.environ.items() if k != 'CI'}
+  env[scenic.SCENIC_DIR_VARIABLE] = str(tmp_path)
+  results = {}
+  for ci in ('', 'true'):
+    done = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-n', '0', '-p', 'no:cacheprovider', '-rsf', one_test],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(env, CI=ci) if ci else env)
+    results[ci] = done
+  skipped, failed = results[''], results['true']
+  assert skipped.returncode == 0 and '1 skipped' in skipped.stdout, skipped.stdout[-2000:]
+  for done in (skipped, failed):
+    text = ' '.join(done.stdout.split())
+    assert f'TTM_SCENIC_DIR={tmp_path} holds no scenic/projects/token_turing/model.py' in text
+    assert scenic.SCENIC_COMMIT[:12] in text and 'git clone https://github.com/google-research/' \
+        'scenic' in text, text[-2000:]
+  assert failed.returncode == 1 and '1 error' in failed.stdout, failed.stdout[-2000:]
+  assert 'CI=true: a test that cannot run fails in CI instead of skipping' in \
+      ' '.join(failed.stdout.split())
+
+
+def test_docs_name_the_pinned_scenic_commit_and_how_to_fetch_it():
+  for doc in (ROOT / 'docs' / 'scenic.md', ROOT / 'README.md'):
+    text = doc.read_text()
+    assert scenic.SCENIC_COMMIT in text and 'TTM_SCENIC_DIR' in text, doc.name
+  assert scenic.FETCH_COMMAND in (ROOT / 'docs' / 'scenic.md').read_text()

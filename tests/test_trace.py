@@ -20,7 +20,6 @@ from ttm_jax import factory
 from ttm_jax import predict
 from ttm_jax import model as model_lib
 from ttm_jax import streaming
-from ttm_jax import trace
 from ttm_jax import train
 from ttm_jax.viz import replay as replay_lib
 
@@ -129,9 +128,15 @@ def test_trace_mode_writes_one_dump(run, tmp_path, capsys):
   config, workdir, _, _ = run
   workdir = _copy(workdir, tmp_path)
   assert cli.run('trace', config, workdir, '2x3') == 0
-  path = capsys.readouterr().out.strip()
-  assert dump_files.load_sequence(path).info['problem'] == '2×3'
-  assert [e['path'] for e in dump_files.load_index(os.path.join(workdir, 'dumps'))][-1] == path
+  answer, path, view = capsys.readouterr().out.splitlines()
+  info = dump_files.load_sequence(path).info
+  assert info['problem'] == '2×3'
+  assert answer == f'2×3 = {info["prediction"]} (' + (
+      'correct)' if info['correct'] else 'wrong: 2×3 = 6)')
+  # A training workdir keeps the trace, in a folder of its own: the viewer shows it alone.
+  folder = os.path.join(workdir, 'trace-2x3')
+  assert view == f'(view it: python tools/viewer.py {folder})'
+  assert [e['path'] for e in dump_files.load_index(folder)] == [path]
   for bad, code, why in (('12y3', 1, "malformed problem '12y3'"),
                          ('12x3', 1, "problem '12x3': an operand has 2 digits; the model was "
                           'trained on operands up to 1 digit'),  # 20 steps of stage 1 (1×1).

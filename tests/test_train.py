@@ -22,6 +22,7 @@ from ttm_jax import curriculum as curriculum_lib
 from ttm_jax import data as data_lib
 from ttm_jax import demo
 from ttm_jax import devices
+from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import files
@@ -136,14 +137,20 @@ def test_eval_mode_table_and_json(trained, capsys):
   assert json.load(open(os.path.join(workdir, 'eval.json')))['rows'] == rows
 
 
-def test_eval_mode_scores_the_shipped_checkpoint_exactly(tmp_path, capsys):
+def test_eval_mode_scores_the_shipped_checkpoint_exactly(tmp_path, capsys, digest):
   workdir = shutil.copytree(os.path.join(ROOT, 'checkpoints', 'mult'), tmp_path / 'mult')
+  before = digest(workdir)
   config = mult.get_config()  # The shipped model is right on every 1×1, 2×1 and 2×2 problem.
   config.eval.update(sizes='1x1,2x1,2x2', num_per_size=100)
-  config.trace.num_examples = 0
-  rows = evaluate.run_eval(config, str(workdir))
+  config.trace.num_examples = 1
+  out = tmp_path / 'out'
+  rows = evaluate.run_eval(config, str(workdir), out=str(out))
   assert [(r['size'], r['exact_match'], r['position_accuracy']) for r in rows] == [
       ('1x1', 1.0, 1.0), ('2x1', 1.0, 1.0), ('2x2', 1.0, 1.0)]
+  # An export is only read: eval.json and the traces go to the output folder.
+  assert json.load(open(out / 'eval.json'))['rows'] == rows
+  assert len(dump_files.load_index(out / 'dumps')) == 3
+  assert digest(workdir) == before
   capsys.readouterr()
 
 
@@ -229,8 +236,8 @@ def test_corrupt_latest_step_falls_back_to_previous(trained, tmp_path):
   shutil.copytree(trained[1], workdir)
   shutil.rmtree(os.path.join(workdir, 'checkpoints', '30'), ignore_errors=True)
   params_dir = os.path.join(workdir, 'checkpoints', '20', 'params')
-  for root, _, files in os.walk(params_dir):
-    for name in files:
+  for root, _, names in os.walk(params_dir):
+    for name in names:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
   model_params, train_like = train.init_state(
@@ -379,6 +386,56 @@ def test_ctrl_c_then_sigkill_then_resume_equals_uninterrupted_run(tmp_path, jax_
   assert [row['step'] for row in starts][:2] == [0, saved] and len(starts) in (2, 3)
   batch = mult.get_config('runlocal').train.batch_size
   assert {row['devices'] for row in starts} == {f'{devices.cpu_device_count(batch)} x cpu'}
+
+
+def test_training_on_a_non_terminal_says_what_it_does_from_the_start(tmp_path, jax_cache):
+  """Output to a pipe (a log file, CI, nohup: no progress bar): a line as soon as training
+  starts and one before compiling, the first call's loss and time before the first evaluation,
+  each line as it happens (the first while the run is still going), and a closing sentence
+  instead of a dict."""
+  workdir = str(tmp_path / 'run')
+  process = _start(workdir, jax_cache)
+  first = process.stdout.readline()
+  running = process.poll() is None
+  lines = [first] + process.stdout.read().splitlines()
+  process.wait()
+  assert process.returncode == 0, '\n'.join(lines)
+  assert running, 'the first line came only when the run ended'
+  assert re.fullmatch(rf'training in {workdir} on \d+ CPU device\(s\): setting up the model, '
+                      r'the data and the checkpoints\n', first)
+  assert lines[1] == ('step 0, stage 1: compiling the train step (the first call compiles it, '
+                      'which takes a while)')
+  assert re.fullmatch(r'step 10: loss [\d.]+; compiled and ran 10 steps in [\d.]+ s', lines[2])
+  assert re.fullmatch(r'step 10 stage 1: train loss [\d.]+, eval exact match [\d.]+ \(8 '
+                      r'problems, none held out: 1-digit operands\), lr .*, \d+ examples/s',
+                      lines[3])
+  assert lines[-1] == ('training stopped at step 30 in stage 1: it reached '
+                       'config.train.num_steps=30 before the curriculum ended; a larger value '
+                       'resumes it from there')
+  assert not any('{' in line for line in lines)
+
+
+def test_progress_lines_come_at_growing_intervals_without_a_progress_bar():
+  now = [0.0]
+  written = []
+  progress = hooks.ProgressLines(written.append, batch_size=4, heartbeat=True,
+                                 clock=lambda: now[0])
+  progress.start(0, 1)
+  for step in range(1, 200):
+    now[0] += 1.0  # One second per call of one step.
+    progress.after_call(step, np.array([2.0]))
+  assert written[0].endswith('compiling the train step (the first call compiles it, which '
+                             'takes a while)')
+  assert written[1] == 'step 1: loss 2.0000; compiled and ran 1 steps in 1.0 s'
+  steps = [int(line.split(':')[0].split()[1]) for line in written[2:]]
+  assert steps == [6, 16, 36, 76, 136, 196]  # After 5, 10, 20, 40, then every 60 s.
+  assert written[2] == 'step 6: loss 2.0000, 4 examples/s'
+  quiet = []
+  progress = hooks.ProgressLines(quiet.append, 4, heartbeat=False, clock=lambda: now[0])
+  for step in range(1, 100):
+    now[0] += 1.0
+    progress.after_call(step, np.array([2.0]))
+  assert len(quiet) == 1  # A progress bar shows the rest.
 
 
 def test_training_profiles_the_chosen_steps(traced_run):

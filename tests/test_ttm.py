@@ -124,6 +124,7 @@ def test_fully_unrolled_scan_draws_the_same_dropout_masks():
   np.testing.assert_allclose(unrolled, scanned, atol=1e-5)
 
 
+@pytest.mark.slow  # About a minute of compiling.
 def test_remat_gives_the_same_outputs_and_gradients():
   encoder = TokenTuringMachineEncoder(memory_init='learned', use_positional_embedding=True,
                                       dropout_rate=0.1, **TINY)

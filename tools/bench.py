@@ -7,7 +7,8 @@ Scenic does): compile time and step time at several sequence lengths S.
   python tools/bench.py --replot --json=ROWS.json --plot=OUT.png   # draw saved rows again
 
 Each row compiles `train.make_train_step` for a batch of `config.train.batch_size` random
-problems of S steps, then times `--reps` steps (median). Configs whose model and batch are
+problems of S steps, then times `--reps` steps (median); `row total` is the wall clock of the
+whole row (building, compiling and timing). Configs whose model and batch are
 the same as an earlier one are measured once. `--plot` draws compile time and step time
 against S, a line per config and loop.
 """
@@ -123,7 +124,7 @@ def main():
     return
   rows, seen = [], {}
   print(f'{"config":<10} {"S":>4} {"loop":<8} {"compile (s)":>11} {"step (ms)":>10} '
-        f'{"examples/s":>10}', flush=True)
+        f'{"examples/s":>10} {"row total (s)":>13}', flush=True)
   for name in args.configs.split(','):
     config = mult.get_config(None if name == 'default' else name)
     key = json.dumps([config.model.to_dict(), config.train.batch_size], sort_keys=True)
@@ -142,8 +143,8 @@ def main():
         rows.append(row)
         save(rows, args.json)
         print(f'{name:<10} {steps:>4} {loop:<8} {row["compile_seconds"]:>11.2f} '
-              f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f}'
-              f'   ({time.perf_counter() - start:.0f} s)', flush=True)
+              f'{row["step_seconds"] * 1e3:>10.1f} {row["examples_per_second"]:>10.0f} '
+              f'{time.perf_counter() - start:>13.0f}', flush=True)
   if args.plot:
     plot(rows, args.plot)
 

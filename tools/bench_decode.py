@@ -12,7 +12,6 @@ crossover: the first step count at which the Transformer's step is slower than t
 """
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -3,10 +3,13 @@
   python tools/plot.py WORKDIR [--out DIR]
 
 Writes `training.png` (loss, eval sequence and position accuracy per stage, learning rate,
-gradient norm, memory max |x| and std) to DIR (default: WORKDIR). `--stages` also prints a line
-per start of training (its time, devices, CPU, commit, and the wall clock to its end) and a
+gradient norm, memory max |x| and std) to DIR (default: WORKDIR, below). `--stages` also prints a
+line per start of training (its time, devices, CPU, commit, and the wall clock to its end) and a
 Markdown table of the curriculum stages: when each began, how long it took (wall clock of
 training and evaluation, carried over resumes), and its best evaluation.
+
+A folder that is not a training workdir (no `checkpoints/`: an export such as the shipped
+`checkpoints/mult`) is only read: the PNG goes to `runs/<name>-outputs` (`ttm_jax/outputs.py`).
 """
 
 import argparse
@@ -23,6 +26,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ttm_jax import data  # pylint: disable=g-import-not-at-top  # Light: numpy only.
 from ttm_jax import files  # pylint: disable=g-import-not-at-top  # Light: no numpy even.
+from ttm_jax import outputs  # pylint: disable=g-import-not-at-top
 
 
 _WARNED = set()  # Files whose cut last line was reported.
@@ -135,11 +139,12 @@ def invocations(rows) -> str:
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdir')
-  parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR)')
+  parser.add_argument('--out', default=None, help='folder for the PNG (default: WORKDIR, or '
+                      'runs/<name>-outputs for an export such as checkpoints/mult)')
   parser.add_argument('--stages', action='store_true', help='print the table of stages too')
   args = parser.parse_args(argv)
   try:
-    print(plot(args.workdir, args.out or args.workdir))
+    print(plot(args.workdir, outputs.output_dir(args.workdir, args.out)))
     if args.stages:
       print(invocations(read_rows(args.workdir)))
       print(stage_table(read_metrics(args.workdir)[1]))

@@ -40,7 +40,8 @@ def error_line(e: BaseException) -> str:
   return f'error: {error_message(e)}'
 
 
-def usage_error(mode: str, config, problem: str = None, step: int = None) -> str:
+def usage_error(mode: str, config, problem: str = None, step: int = None,
+                out: str = None) -> str:
   """Why the command cannot run as given (a config that does not load or check out, a flag
   that does not go with `mode`), or '' if it can."""
   try:
@@ -52,6 +53,8 @@ def usage_error(mode: str, config, problem: str = None, step: int = None) -> str
     return f'--step: only with --mode=eval, not --mode={mode}'
   if problem is not None and mode != 'trace':
     return f'--problem: only with --mode=trace, not --mode={mode}'
+  if out is not None and mode not in ('eval', 'trace'):
+    return f'--out: only with --mode=eval or --mode=trace, not --mode={mode}'
   if problem is None and mode == 'trace':
     return '--problem: required with --mode=trace, e.g. --problem=123x45'
   try:
@@ -62,13 +65,14 @@ def usage_error(mode: str, config, problem: str = None, step: int = None) -> str
 
 
 def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
-        cpu_devices: int = 0) -> int:
+        out: str = None, cpu_devices: int = 0) -> int:
   """Runs `mode`; returns the exit code. A bad config or flag combination prints
   `error: ...` and returns 2 before anything runs; other known failures print `error: ...`
   and return 1. `step`: with mode 'eval', the saved step to evaluate instead of the best.
+  `out`: with modes 'eval' and 'trace', where their files go (`outputs.output_dir`).
   `cpu_devices`: training splits a CPU-only host into this many devices (0: one per core;
   `devices.cpu_device_count`), if JAX has not started yet."""
-  message = usage_error(mode, config, problem, step)
+  message = usage_error(mode, config, problem, step, out)
   if message:
     print(f'error: {message}', file=sys.stderr)
     return 2
@@ -78,12 +82,12 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
       train.train_and_evaluate(config, workdir)
       return 0
     if mode == 'eval':
-      evaluate.run_eval(config, workdir, step)
+      evaluate.run_eval(config, workdir, step, out)
       return 0
     if mode == 'demo':
       return demo.run_demo(config, workdir)
     if mode == 'trace':
-      predict.run_trace(config, workdir, problem)
+      predict.run_trace(config, workdir, problem, out)
       return 0
     return predict.run_predict(config, workdir)
   except BrokenPipeError:  # `--mode=predict | head -1`: the reader is gone.
@@ -94,7 +98,10 @@ def run(mode: str, config, workdir: str, problem: str = None, step: int = None,
     print(error_line(e), file=files.error_stream())
     return 1
   except KeyboardInterrupt:
-    return interrupted(workdir)
+    if mode == 'train':
+      return interrupted(workdir)
+    print(f'\ninterrupted (--mode={mode})', file=sys.stderr)
+    return 130
 
 
 def _quiet_stdout():

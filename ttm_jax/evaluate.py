@@ -19,6 +19,7 @@ from ttm_jax import dumps
 from ttm_jax import factory
 from ttm_jax import files
 from ttm_jax import losses
+from ttm_jax import outputs
 from ttm_jax import streaming
 from ttm_jax import tokens as tok
 from ttm_jax import trace
@@ -74,6 +75,7 @@ def evaluate_stage(model, params, framing: data_lib.Framing, config: ml_collecti
   decoded = decode_problems(model, params, framing, a, b, digits, config.eval.batch_size)
   summary = accuracy_of(decoded)
   summary['stage'] = stage
+  summary['held_out_problems'] = int(np.sum(data_lib.held_out_mask(a, b)))
   summary.update(memory_statistics(decoded['memory_moments'], config.monitor.max_abs_memory))
   summary.update(track_sizes(model, params, framing, config, trained_digits=digits))
   summary['examples'] = [
@@ -276,30 +278,34 @@ def format_table(rows: List[Dict]) -> str:
   return '\n'.join(lines)
 
 
-def run_eval(config: ml_collections.ConfigDict, workdir: str,
-             step: Optional[int] = None) -> List[Dict]:
+def run_eval(config: ml_collections.ConfigDict, workdir: str, step: Optional[int] = None,
+             out: Optional[str] = None) -> List[Dict]:
   """Restores the workdir's best checkpoint (or its saved `step`), prints the table, writes
-  `workdir/eval.json` (`eval-step<step>.json`), and traces `config.trace.num_examples`
-  problems of each size into `workdir/dumps`."""
+  `eval.json` (`eval-step<step>.json`) and traces `config.trace.num_examples` problems of each
+  size into `dumps/`, both in `outputs.output_dir(workdir, out)` (a training workdir itself;
+  for an export such as `checkpoints/mult`, `runs/<name>-outputs`: it is never written)."""
   params, meta = ckpt.load_params(workdir, config, step=step)
   model = factory.make_model(config)
   trained_digits = checkpoint_digits(workdir, meta, config)
   # Before the work: a folder that cannot take the results, a damaged dump index.
-  files.check_writable(workdir)
+  out = outputs.output_dir(workdir, out)
+  files.check_writable(out)
   count = config.trace.num_examples
   if count:
-    dump_files.check_writable(os.path.join(workdir, 'dumps'))
+    dump_files.check_writable(os.path.join(out, 'dumps'))
   rows = evaluate_sizes(model, params, config, trained_digits)
-  print(format_table(rows))
+  print(format_table(rows), flush=True)
   if count:
     framing, rng = factory.make_framing(config), np.random.default_rng(config.seed)
     for index, ranges in enumerate(parse_sizes(config.eval.sizes)):
       a, b, _ = evaluation_problems(rng, *ranges, count)
       trace_problems(model, params, framing, a[:count], b[:count],
-                     os.path.join(workdir, 'dumps'), run=f'eval-{row_name(*ranges)}',
+                     os.path.join(out, 'dumps'), run=f'eval-{row_name(*ranges)}',
                      epoch=index, checkpoint=workdir, trained_digits=trained_digits)
   stage = meta.get('curriculum', {}).get('stage')
   name = 'eval.json' if step is None else f'eval-step{step}.json'
-  files.write_json(os.path.join(workdir, name),
+  files.write_json(os.path.join(out, name),
                    {'rows': rows, 'checkpoint_stage': stage, 'step': step})
+  log.info('wrote %s%s', os.path.join(out, name),
+           f' and traces in {os.path.join(out, "dumps")}' if count else '')
   return rows

@@ -1,14 +1,16 @@
 """What the training loop does besides training: metrics to TensorBoard and JSON lines,
-stopping cleanly on Ctrl-C / SIGTERM, and profiling chosen train steps."""
+stopping cleanly on Ctrl-C / SIGTERM, profiling chosen train steps, and progress lines."""
 
 import contextlib
 import json
 import os
 import signal
 import threading
+import time
 from typing import Any, Dict, Optional
 
 import jax
+import numpy as np
 from tensorboardX import SummaryWriter
 
 from ttm_jax import files
@@ -154,3 +156,48 @@ class StepProfiler:
       self.active = False
       log.info('profile of steps %d..%d written to %s', self.first, self.last - 1,
                self.directory)
+
+
+class ProgressLines:
+  """Lines that say what training is doing between its evaluations' lines: that the train step
+  is compiling, then the loss of the first call and how long compiling and running it took,
+  and, where no progress bar shows (output to a file, a pipe, CI, `nohup`), the loss and speed
+  after 5, 10, 20, 40 and then every 60 seconds without a line.
+
+  Attributes:
+    write: prints one line (flushed at once, so a log file or pipe gets it as it happens).
+  """
+
+  FIRST_INTERVAL, MAX_INTERVAL = 5.0, 60.0
+
+  def __init__(self, write, batch_size: int, heartbeat: bool, clock=time.perf_counter):
+    self.write, self.batch_size, self.heartbeat, self.clock = write, batch_size, heartbeat, clock
+    self.first_call = True
+    self.interval = self.FIRST_INTERVAL
+    self.last_time, self.last_step = clock(), 0
+
+  def start(self, step: int, stage: int):
+    self.write(f'step {step}, stage {stage}: compiling the train step (the first call compiles '
+               'it, which takes a while)')
+    self.wrote(step)
+
+  def wrote(self, step: int):
+    """Call after any other line about training (an evaluation's): the next heartbeat comes
+    an interval after it."""
+    self.last_time, self.last_step = self.clock(), step
+
+  def after_call(self, step: int, losses):
+    """Call after a train call that brought training to `step`, with its `losses [K]`."""
+    now = self.clock()
+    seconds = now - self.last_time
+    if self.first_call:
+      self.first_call = False
+      self.write(f'step {step}: loss {float(np.mean(losses)):.4f}; compiled and ran '
+                 f'{step - self.last_step} steps in {seconds:.1f} s')
+    elif self.heartbeat and seconds >= self.interval:
+      speed = (step - self.last_step) * self.batch_size / seconds
+      self.write(f'step {step}: loss {float(np.mean(losses)):.4f}, {speed:.0f} examples/s')
+      self.interval = min(2 * self.interval, self.MAX_INTERVAL)
+    else:
+      return
+    self.wrote(step)

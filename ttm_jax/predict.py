@@ -3,9 +3,8 @@
 was trained on (`evaluate.checkpoint_digits`)."""
 
 import itertools
-import os
 import sys
-from typing import Dict, Iterable, Iterator, List, TextIO
+from typing import Dict, Iterable, Iterator, List, Optional, TextIO
 
 import ml_collections
 import numpy as np
@@ -15,28 +14,38 @@ from ttm_jax import data
 from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
+from ttm_jax import outputs
 from ttm_jax import tokens as tok
 
 PREDICT_CHUNK = 256  # Lines --mode=predict reads, answers and flushes at a time.
 
 
-def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str) -> str:
-  """Traces one problem (`123×45`) with the workdir's best checkpoint into `workdir/dumps`;
-  returns the dump file's path ('' on the processes other than 0 of a multi-host run)."""
+def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str,
+              out: Optional[str] = None) -> str:
+  """Traces one problem (`123×45`) with the workdir's best checkpoint into a dumps folder of
+  its own, `trace-123x45` in `outputs.output_dir(workdir, out)` (for an export such as
+  `checkpoints/mult`: `runs/<name>-outputs`); prints the model's answer, the dump file's path
+  and the viewer command, and returns the path ('' on the processes other than 0 of a
+  multi-host run)."""
   params, meta = ckpt.load_params(workdir, config)
   trained_digits = evaluate.checkpoint_digits(workdir, meta, config)
   try:
     a, b = tok.parse_problem(problem, trained_digits)
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
-  dump_files.check_writable(os.path.join(workdir, 'dumps'))
+  dump_dir = outputs.trace_dir(outputs.output_dir(workdir, out), a, b)
+  dump_files.check_writable(dump_dir)
   paths = evaluate.trace_problems(factory.make_model(config), params,
                                   factory.make_framing(config), np.array([a]), np.array([b]),
-                                  os.path.join(workdir, 'dumps'), run=f'trace-{a}x{b}',
-                                  checkpoint=workdir, trained_digits=trained_digits)
-  for path in paths:  # None on the processes other than 0 of a multi-host run.
-    print(path)
-  return paths[0] if paths else ''
+                                  dump_dir, run=f'trace-{a}x{b}', checkpoint=workdir,
+                                  trained_digits=trained_digits)
+  if not paths:  # The processes other than 0 of a multi-host run write nothing.
+    return ''
+  info = dump_files.load_sequence(paths[0]).info
+  verdict = 'correct' if info['correct'] else f'wrong: {a}×{b} = {info["target"]}'
+  print(f'{a}×{b} = {info["prediction"]} ({verdict})')
+  print(f'{paths[0]}\n(view it: python tools/viewer.py {dump_dir})', flush=True)
+  return paths[0]
 
 
 def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[str],

@@ -19,6 +19,8 @@ Pass `like` (a parameter tree of the target module, e.g. from `jax.eval_shape` o
 to check that the result fits it, name for name and shape for shape.
 """
 
+import os
+import pathlib
 from typing import Dict, List, Optional, Tuple
 
 import flax
@@ -30,6 +32,30 @@ _BATCHED_LEAVES = ('embedding', 'queries', 'pos_embed')
 _SCENIC_BATCHED_LEAVES = ('pos_embedding', 'tokens')
 _SCENIC_SUMMARIZERS = {'mlp': 'TokenLearnerModuleV11', 'mha': 'TokenLearnerMHA'}
 _SCENIC_WRITE_POS_EMBED = 'write_pos_embed/pos_embedding'
+
+# The Scenic source `tests/test_scenic.py` compares this port with (docs/scenic.md): a
+# checkout of SCENIC_URL at SCENIC_COMMIT, found at $TTM_SCENIC_DIR, else beside the repository.
+SCENIC_URL = 'https://github.com/google-research/scenic'
+SCENIC_COMMIT = '4a38d475ee89cb821078c0e2bf2065ee030e1535'
+SCENIC_DIR_VARIABLE = 'TTM_SCENIC_DIR'
+DEFAULT_SCENIC_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference' / 'scenic'
+FETCH_COMMAND = (f'git clone {SCENIC_URL} scenic && git -C scenic checkout {SCENIC_COMMIT} && '
+                 f'export {SCENIC_DIR_VARIABLE}=$PWD/scenic')
+
+
+def scenic_source() -> Tuple[pathlib.Path, str]:
+  """`(folder, problem)`: the Scenic checkout to compare with ($TTM_SCENIC_DIR, else
+  `../shared/reference/scenic` beside the repository), and '' if it holds Scenic's
+  `scenic/projects/token_turing/model.py`, else why not and how to fetch it (one line)."""
+  given = os.environ.get(SCENIC_DIR_VARIABLE)
+  folder = pathlib.Path(given).expanduser() if given else DEFAULT_SCENIC_DIR
+  if (folder / 'scenic' / 'projects' / 'token_turing' / 'model.py').is_file():
+    return folder, ''
+  where = (f'{SCENIC_DIR_VARIABLE}={given}' if given else
+           f'{SCENIC_DIR_VARIABLE} is not set, and {DEFAULT_SCENIC_DIR}')
+  return folder, (f'no Scenic source to compare with: {where} holds no '
+                  'scenic/projects/token_turing/model.py. Fetch Scenic at the pinned commit '
+                  f'{SCENIC_COMMIT[:12]} ({SCENIC_URL}): `{FETCH_COMMAND}` (docs/scenic.md)')
 
 
 class ParameterTreeError(ValueError):

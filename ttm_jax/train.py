@@ -11,6 +11,7 @@ redrawn, operands swapped and shuffled) -> `Framing.encode` -> `draw_batches` (K
 """
 
 import os
+import sys
 import time
 from typing import Any, Dict
 
@@ -193,6 +194,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   if tc.batch_size % mesh.size:
     raise factory.ConfigError(f'config.train.batch_size={tc.batch_size} is not divisible by '
                               f'the {mesh.size} devices')
+  print(f'training in {workdir} on {mesh.size} {jax.devices()[0].platform.upper()} device(s): '
+        'setting up the model, the data and the checkpoints', flush=True)
   batch_sharding = NamedSharding(mesh, PartitionSpec(None, 'data'))  # [K, B, ...]: B split.
 
   tx = optim.make_optimizer(config.optim)
@@ -230,6 +233,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                 os.path.join(workdir, 'profile'))
   bar = tqdm.tqdm(total=tc.num_steps, initial=step, desc=f'stage {curriculum.stage}',
                   dynamic_ncols=True, disable=None)
+
+  def say(line: str):  # Flushed: a log file or pipe gets each line as it happens.
+    bar.write(line)
+    sys.stdout.flush()
+
+  progress = hooks.ProgressLines(say, tc.batch_size, heartbeat=bar.disable)
+  if step < tc.num_steps and not curriculum.finished:
+    progress.start(step, curriculum.stage)
 
   def check_finite(epoch_metrics):
     loss = np.asarray(epoch_metrics['loss'])
@@ -286,6 +297,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
           profiler.after(step, metrics)
           calls.append(metrics)
           bar.update(count)
+          progress.after_call(step, metrics['loss'])
           if stop and step < epoch_end:  # Mid-epoch: saved with the epoch's metrics so far.
             so_far = concatenated(calls)
             check_finite(so_far)
@@ -310,13 +322,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         curriculum.seconds += time.perf_counter() - epoch_start
         eval_summary['elapsed_seconds'] = curriculum.seconds
         writer.write(step, 'eval', {k: v for k, v in eval_summary.items() if k != 'examples'})
-        bar.write(f'step {step} stage {curriculum.stage}: train loss '
-                  f'{train_summary["loss"]:.4f}, eval exact match '
-                  f'{eval_summary["sequence_accuracy"]:.3f} ({config.eval.num_examples} held-out '
-                  f'problems), lr {train_summary["learning_rate"]:.2e}, '
-                  f'{train_summary["examples_per_second"]:.0f} examples/s')
+        held_out = eval_summary['held_out_problems']
+        say(f'step {step} stage {curriculum.stage}: train loss {train_summary["loss"]:.4f}, '
+            f'eval exact match {eval_summary["sequence_accuracy"]:.3f} '
+            f'({config.eval.num_examples} problems, '
+            f'{f"{held_out} held out" if held_out else "none held out: 1-digit operands"}), '
+            f'lr {train_summary["learning_rate"]:.2e}, '
+            f'{train_summary["examples_per_second"]:.0f} examples/s')
         for line in eval_summary['examples']:
-          bar.write(f'  {line}')
+          say(f'  {line}')
+        progress.wrote(step)
         changes = curriculum.advance(dict(eval_summary, train_loss=train_summary['loss']), step,
                                      float(train_state['lr_scale']), config)
         for name, value in changes.items():  # Read by the jitted step from now on.
@@ -337,5 +352,22 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
       _close_all(profiler.stop, bar.close, writer.close, checkpoints.close, quiet=True)
       raise
     _close_all(profiler.stop, bar.close, writer.close, checkpoints.close)
-  log.info('training ended: %s', summary)
+  log.info('%s', ended_sentence(curriculum, step, workdir, tc))
   return summary
+
+
+def ended_sentence(curriculum: curriculum_lib.Curriculum, step: int, workdir: str,
+                   tc: ml_collections.ConfigDict) -> str:
+  """Why training ended, and what to do next, in a sentence."""
+  where = f'at step {step:,} in stage {curriculum.stage}'
+  best = os.path.join(workdir, 'best')
+  if curriculum.finished == curriculum.passed_last:
+    return (f'training finished {where}: the curriculum passed its last stage; the best '
+            f'checkpoint is in {best}')
+  if curriculum.finished:
+    return f'training ended {where} ({curriculum.finished}); the best checkpoint is in {best}'
+  if curriculum.out_of_time(tc.max_seconds):
+    return (f'training stopped {where}: it reached config.train.max_seconds={tc.max_seconds} '
+            'before the curriculum ended; a larger value resumes it from there')
+  return (f'training stopped {where}: it reached config.train.num_steps={tc.num_steps} before '
+          'the curriculum ended; a larger value resumes it from there')

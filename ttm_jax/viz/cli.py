@@ -5,7 +5,9 @@
   viewer.py DIR --benchmark 200        # headless: render 200 frames, print the FPS
 
 Every moderngl-window option works too (`--window`, `--size 1280x720`, `--backend`);
-`--screenshot` and `--benchmark` default to `--window headless --backend egl`. Without
+`--screenshot` and `--benchmark` default to `--window headless --backend egl`, and
+`--screenshot` to `--detail 0` (every embedding value drawn, whatever the frame rate, so that
+the picture does not depend on how busy the machine is). Without
 OpenGL 3.3 the viewer prints one error line and exits with status 2; `--screenshot` and
 `--benchmark` print one error line and exit with status 1 when the folder or its dumps cannot
 be read (the interactive viewer shows the problem and keeps waiting).
@@ -49,6 +51,8 @@ def create_app(argv: List[str]) -> app_lib.DashboardApp:
   argv = list(argv)
   if (values.screenshot or values.benchmark) and values.window is None:
     argv += ['--window', 'headless', '--backend', 'egl']
+  if values.screenshot and values.detail is None:  # Adaptive detail depends on the load.
+    argv += ['--detail', '0']
   headless = parse_args(argv).window == 'headless'
   try:
     app = mglw.create_window_config_instance(app_lib.DashboardApp, args=argv)
