@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,7 +146,8 @@ def _run_in_process(capsys, mode, workdir, config=None, problem=None):
   from ttm_jax import cli  # pylint: disable=g-import-not-at-top
   config = config or mult.get_config()
   config.eval.update(sizes='1x1', num_per_size=10)
-  code = cli.run(mode, config, workdir, problem=problem if mode == 'trace' else None)
+  out = workdir if mode in ('eval', 'trace') else None  # Not runs/<name>-outputs of an export.
+  code = cli.run(mode, config, workdir, problem=problem if mode == 'trace' else None, out=out)
   captured = capsys.readouterr()
   return code, captured.out, captured.err
 
@@ -177,13 +179,17 @@ def test_a_damaged_dump_index_is_one_line_before_the_work(workdir, tmp_path, dig
     workdir = str(tmp_path / 'run')
     config = mult.get_config('runlocal')
     config.trace.num_examples = 1
-  os.makedirs(os.path.join(workdir, 'dumps'), exist_ok=True)
-  with open(os.path.join(workdir, 'dumps', 'index.json'), 'w') as f:
+  dumps = 'trace-12x3' if mode == 'trace' else 'dumps'  # A trace has a folder of its own.
+  os.makedirs(os.path.join(workdir, dumps), exist_ok=True)
+  with open(os.path.join(workdir, dumps, 'index.json'), 'w') as f:
     f.write('{"format": "ttm_jax.dump_index", "vers')
   before = {k: v for k, v in digest(workdir).items() if k != 'config.json'}
   code, out, err = _run_in_process(capsys, mode, workdir, config, problem='12x3')
-  assert code == 1 and out == ''
-  assert err.startswith(f'error: {workdir}/dumps/index.json: corrupt dump index') and len(
+  # Training says where it trains first; nothing else comes before the error.
+  assert code == 1 and out == ('' if mode != 'train' else
+                               f'training in {workdir} on {len(jax.devices())} CPU device(s): '
+                               'setting up the model, the data and the checkpoints\n')
+  assert err.startswith(f'error: {workdir}/{dumps}/index.json: corrupt dump index') and len(
       err.splitlines()) == 1, err
   assert {k: v for k, v in digest(workdir).items() if k != 'config.json'} == before
 

@@ -103,7 +103,8 @@ def test_full_disk_in_eval_leaves_eval_json_as_it_was(tmp_path, tmpfs, digest, c
   workdir = _shipped_copy(disk)
   _fill(str(disk))
   before = digest(workdir)
-  assert cli.run('eval', _eval_config(), workdir) == 1
+  # The export's own folder as the output folder (an export's outputs go elsewhere by default).
+  assert cli.run('eval', _eval_config(), workdir, out=workdir) == 1
   captured = capsys.readouterr()
   (line,) = _errors(captured.err)
   assert line.startswith(f'error: {workdir}/') and 'No space left on device' in line, line
@@ -119,7 +120,9 @@ def test_read_only_workdir_is_one_line_before_the_work(tmp_path, tmpfs, digest, 
   tmpfs(disk, 'remount,ro')
   before = digest(workdir)
   config = _eval_config(trace=1)
-  assert cli.run(mode, config, workdir, problem='12x34' if mode == 'trace' else None) == 1
+  out = workdir if mode != 'train' else None  # Eval and trace told to write there.
+  assert cli.run(mode, config, workdir, problem='12x34' if mode == 'trace' else None,
+                 out=out) == 1
   captured = capsys.readouterr()
   (line,) = _errors(captured.err)
   assert 'Read-only file system; the folder is read-only: use a writable one' in line, line

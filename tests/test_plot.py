@@ -91,8 +91,8 @@ def _rows_text(steps):
 def test_a_cut_last_line_is_left_out_with_a_warning(tmp_path):
   # Issue 34: a kill or a full disk in the middle of an append leaves a cut last line.
   (tmp_path / 'metrics.jsonl').write_text(_rows_text([10, 20]) + '{"step": 30, "split": "tr')
-  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path), '--stages'],
-                          cwd=ROOT, capture_output=True, text=True)
+  result = subprocess.run([sys.executable, 'tools/plot.py', str(tmp_path), '--stages',
+                           f'--out={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr
   assert result.stderr.strip() == (f'warning: {tmp_path}/metrics.jsonl: its last line is cut '
                                    'off (an interrupted write; 25 characters), left out')

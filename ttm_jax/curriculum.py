@@ -17,6 +17,7 @@ accuracy, a run halved its rate five times in 23,000 steps of 3×3 while still i
 """
 
 import dataclasses
+import os
 from typing import Any, Dict, Sequence, Tuple
 
 import ml_collections
@@ -141,6 +142,21 @@ class Curriculum:
       earlier = rng.random(batch_size) < self.review
       stages[earlier] = rng.choice(self.earlier_stages, size=int(earlier.sum()))
     return stages
+
+  def ended_sentence(self, step: int, workdir: str, tc: ml_collections.ConfigDict) -> str:
+    """Why training ended, and what to do next, in a sentence."""
+    where = f'at step {step:,} in stage {self.stage}'
+    best = os.path.join(workdir, 'best')
+    if self.finished == self.passed_last:
+      return (f'training finished {where}: the curriculum passed its last stage; the best '
+              f'checkpoint is in {best}')
+    if self.finished:
+      return f'training ended {where} ({self.finished}); the best checkpoint is in {best}'
+    if self.out_of_time(tc.max_seconds):
+      return (f'training stopped {where}: it reached config.train.max_seconds={tc.max_seconds} '
+              'before the curriculum ended; a larger value resumes it from there')
+    return (f'training stopped {where}: it reached config.train.num_steps={tc.num_steps} before '
+            'the curriculum ended; a larger value resumes it from there')
 
   def advance(self, summary: Dict[str, float], step: int, lr_scale: float,
               config: ml_collections.ConfigDict) -> Dict[str, Any]:

@@ -2,10 +2,10 @@
 data-parallel mesh (`train.make_mesh`) uses every core, and the description of the host and
 code that each start of training records (`start_record`).
 
-XLA's CPU client is one device however many cores it has, and the small steps of the models
-here leave most of a second core idle; split into one device per core, each core runs its share
-of the batch (measured: docs/performance.md#devices-and-several-hosts). The split must happen before JAX starts
-its backends; it changes nothing on a host with an accelerator, whose devices are not CPUs.
+XLA's CPU client is one device however many cores it has; split into one device per core, each
+core runs its share of the batch (measured: docs/performance.md, "Devices and several hosts").
+The split must happen before JAX starts its backends; it changes nothing on a host with an
+accelerator, whose devices are not CPUs.
 """
 
 import datetime

@@ -201,3 +201,16 @@ class ProgressLines:
     else:
       return
     self.wrote(step)
+
+
+def close_all(*closers, quiet: bool = False):
+  """Calls each of `closers`, all of them even if one raises; then raises the first error,
+  unless `quiet` (on the way out of a failure, such as a full disk, that is reported)."""
+  first = None
+  for close in closers:
+    try:
+      close()
+    except Exception as e:  # pylint: disable=broad-except  # Re-raised below.
+      first = first or e
+  if first is not None and not quiet:
+    raise first

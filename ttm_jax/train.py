@@ -164,19 +164,6 @@ def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[st
   return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets')}
 
 
-def _close_all(*closers, quiet: bool = False):
-  """Calls each of `closers`, all of them even if one raises; then raises the first error,
-  unless `quiet` (on the way out of a failure, such as a full disk, that is reported)."""
-  first = None
-  for close in closers:
-    try:
-      close()
-    except Exception as e:  # pylint: disable=broad-except  # Re-raised below.
-      first = first or e
-  if first is not None and not quiet:
-    raise first
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains (resuming from `workdir` if it has checkpoints) and returns the final summary;
   CheckpointError if another process is training in `workdir` (`ckpt.training_lock`)."""
@@ -349,25 +336,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                  'best_progress': curriculum.best_progress}
       writer.write(step, 'end', {'time': devices.utc_now(), 'finished': summary['finished']})
     except BaseException:  # What failed is reported, not a failure of closing after it.
-      _close_all(profiler.stop, bar.close, writer.close, checkpoints.close, quiet=True)
+      hooks.close_all(profiler.stop, bar.close, writer.close, checkpoints.close, quiet=True)
       raise
-    _close_all(profiler.stop, bar.close, writer.close, checkpoints.close)
-  log.info('%s', ended_sentence(curriculum, step, workdir, tc))
+    hooks.close_all(profiler.stop, bar.close, writer.close, checkpoints.close)
+  log.info('%s', curriculum.ended_sentence(step, workdir, tc))
   return summary
-
-
-def ended_sentence(curriculum: curriculum_lib.Curriculum, step: int, workdir: str,
-                   tc: ml_collections.ConfigDict) -> str:
-  """Why training ended, and what to do next, in a sentence."""
-  where = f'at step {step:,} in stage {curriculum.stage}'
-  best = os.path.join(workdir, 'best')
-  if curriculum.finished == curriculum.passed_last:
-    return (f'training finished {where}: the curriculum passed its last stage; the best '
-            f'checkpoint is in {best}')
-  if curriculum.finished:
-    return f'training ended {where} ({curriculum.finished}); the best checkpoint is in {best}'
-  if curriculum.out_of_time(tc.max_seconds):
-    return (f'training stopped {where}: it reached config.train.max_seconds={tc.max_seconds} '
-            'before the curriculum ended; a larger value resumes it from there')
-  return (f'training stopped {where}: it reached config.train.num_steps={tc.num_steps} before '
-          'the curriculum ended; a larger value resumes it from there')
