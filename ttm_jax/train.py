@@ -70,14 +70,20 @@ def init_state(model, tx, framing: data_lib.Framing, seed: int, ema: bool = Fals
   @jax.jit  # One compilation instead of one per operation.
   def init(rngs):
     params = model.init(rngs, tokens)['params']
-    return params, tx.init(params), jax.tree_util.tree_map(jnp.copy, params)
+    return params, tx.init(params)
 
-  params, opt_state, average = init({'params': init_key, 'dropout': dropout_key})
+  params, opt_state = init({'params': init_key, 'dropout': dropout_key})
   train_state = {'opt_state': opt_state, 'step': jnp.zeros((), jnp.int32), 'rng': train_key,
                  'stage_start': jnp.zeros((), jnp.int32), 'lr_scale': jnp.ones((), jnp.float32)}
   if ema:
-    train_state['ema'] = average
+    train_state['ema'] = average_of(params)
   return params, train_state
+
+
+def average_of(params):
+  """A moving average that starts at `params` (its own buffers: both are donated to the train
+  step)."""
+  return jax.tree_util.tree_map(jnp.copy, params)
 
 
 def served_params(params, train_state):
@@ -204,7 +210,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   elif tc.init_from:  # Fine-tuning: trained parameters, a fresh optimizer, step 0.
     params, _ = ckpt.load_params(tc.init_from, config)
     if 'ema' in train_state:
-      train_state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+      train_state['ema'] = average_of(params)
     log.info('parameters from the best checkpoint in %s', tc.init_from)
   if jax.process_index() == 0:
     ckpt.write_config(workdir, config)
