@@ -122,3 +122,13 @@ def test_the_train_step_reads_the_rate_from_the_train_state():
   assert float(metrics['learning_rate'][0]) == pytest.approx(5e-4 * 0.5)
   assert int(state['step']) == 101 and int(state['stage_start']) == 95
   assert float(state['lr_scale']) == 0.5
+
+
+def test_the_moving_average_decay_restarts_with_each_stage():
+  config = mult.get_config('runlocal').optim
+  config.ema_decay = 0.999
+  decay = lambda step, start: float(optim.ema_decay(config, jnp.int32(step), jnp.int32(start)))
+  assert decay(0, 0) == pytest.approx(0.1)  # A stage's first step: the average is mostly new.
+  assert decay(5100, 5000) == pytest.approx(101 / 110)
+  assert decay(5000 + 20000, 5000) == pytest.approx(0.999)  # Capped at ema_decay.
+  assert decay(300, 0) == decay(5300, 5000)  # Counted from the stage's start.

@@ -12,6 +12,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -457,6 +458,16 @@ def test_ema_averages_the_parameters_step_by_step():
   to_numpy = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
   params, train_state, _ = step(params, train_state, train.draw_batches(dataset, 1))
   before, average = to_numpy(params), to_numpy(train_state['ema'])  # (Step 0's rate is 0.)
+  params, train_state, _ = step(params, train_state, train.draw_batches(dataset, 1))
+  decay = 2 / 11  # Step 1 of the stage: (1 + 1) / (10 + 1), below ema_decay.
+  expected = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * np.asarray(p),
+                                    average, params)
+  for a, b in zip(jax.tree_util.tree_leaves(expected),
+                  jax.tree_util.tree_leaves(train_state['ema'])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  # Far into a stage the decay is ema_decay's.
+  train_state['stage_start'] = jnp.asarray(-1000, jnp.int32)
+  average = to_numpy(train_state['ema'])
   params, train_state, _ = step(params, train_state, train.draw_batches(dataset, 1))
   expected = jax.tree_util.tree_map(lambda e, p: 0.75 * e + 0.25 * np.asarray(p), average,
                                     params)

@@ -140,7 +140,7 @@ def make_train_step(model, tx, optim_config: ml_collections.ConfigDict, sharding
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     if 'ema' in train_state:  # Polyak averaging: evaluated and served instead of `params`.
-      decay = optim_config.ema_decay
+      decay = optim.ema_decay(optim_config, train_state['step'], train_state['stage_start'])
       train_state = {**train_state, 'ema': jax.tree_util.tree_map(
           lambda e, p: decay * e + (1 - decay) * p, train_state['ema'], params)}
     metrics.update(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
