@@ -38,75 +38,13 @@ def concat_for_write(memory: jnp.ndarray, inputs: jnp.ndarray,
   return jnp.concatenate([memory, inputs, outputs], axis=-2)
 
 
-def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -> jnp.ndarray:
-  """Concatenation write: the last m of `concat(memory, inputs, outputs)`, `[m, d]`."""
-  memory_size = memory.shape[-2]
-  return concat_for_write(memory, inputs, outputs)[-memory_size:]
-
-
-def erase(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray) -> jnp.ndarray:
-  """The erase of k write heads: `memory * prod_k(1 - select_k ⊗ erase_k)`.
-
-  Args:
-    memory: `[m, d]`.
-    select: `[k, m]` soft selection of memory slots per head (rows sum to 1).
-    erase_vectors: `[k, d]`.
-
-  Returns:
-    `[m, d]`.
-  """
-  return memory * jnp.prod(1.0 - select[:, :, None] * erase_vectors[:, None, :], axis=0)
-
-
-def erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
-              add: jnp.ndarray) -> jnp.ndarray:
-  """Scenic's erase/add write (`TokenAddEraseWrite`), shapes as in `erase` (add `[k, d]`):
-  `erase(memory) + mean_k(1 - select_k ⊗ add_k)`, i.e. one minus the NTM's add term."""
-  return erase(memory, select, erase_vectors) + jnp.mean(
-      1.0 - select[:, :, None] * add[:, None, :], axis=0)
-
-
-def ntm_erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
-                  add: jnp.ndarray) -> jnp.ndarray:
-  """The NTM's erase/add write, shapes as in `erase_add`:
-  `erase(memory) + mean_k(select_k ⊗ add_k)`."""
-  return erase(memory, select, erase_vectors) + jnp.mean(
-      select[:, :, None] * add[:, None, :], axis=0)
-
-
-class AddPositionEmbedding(nn.Module):
-  """Adds a learned embedding per token position: `[B, N, d]` -> `[B, N, d]`."""
-
-  @nn.compact
-  def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
-    embedding = self.param('embedding', nn.initializers.normal(stddev=0.02), tokens.shape[1:])
-    return tokens + embedding
-
-
-class MemoryRead(nn.Module):
-  """Reads r tokens from memory and inputs by token summarization.
-
-  Attributes:
-    num_tokens: r, tokens handed to the processing unit.
-    summarizer: 'mlp', 'mha' or 'pool' (`summarize.SUMMARIZERS`).
-    use_positional_embedding: add a learned embedding per position of `[memory; inputs]`
-      (tells memory tokens from input tokens, and addresses memory by location).
-    dropout_rate: summarizer dropout.
-  """
-  num_tokens: int
-  summarizer: str = 'mlp'
-  use_positional_embedding: bool = False
-  dropout_rate: float = 0.0
-
-  @nn.compact
-  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
-    """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`."""
-    tokens = jax.vmap(concat_memory_input)(memory, inputs)  # Shape: [B, m+n, d].
-    if self.use_positional_embedding:
-      tokens = AddPositionEmbedding(name='read_pos_embed')(tokens)
-    return summarize.make_summarizer(self.summarizer, self.num_tokens, self.dropout_rate,
-                                     name='summarize')(tokens, train)
+def summary_mask(memory: jnp.ndarray, input_mask: jnp.ndarray, extra: int = 0):
+  """The summarizer's mask of `[memory; inputs; extra tokens]`: `[B, m+n+extra]` with memory
+  and extra tokens kept, or None without an `input_mask [B, n]`."""
+  if input_mask is None:
+    return None
+  keep = lambda count: jnp.ones((input_mask.shape[0], count), bool)
+  return jnp.concatenate([keep(memory.shape[1]), input_mask, keep(extra)], axis=1)
 
 
 class EraseAddWrite(nn.Module):
@@ -164,6 +102,85 @@ class EraseAddWrite(nn.Module):
     return jax.vmap(write)(memory, select, erase_vectors, add)
 
 
+def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -> jnp.ndarray:
+  """Concatenation write: the last m of `concat(memory, inputs, outputs)`, `[m, d]`."""
+  memory_size = memory.shape[-2]
+  return concat_for_write(memory, inputs, outputs)[-memory_size:]
+
+
+def erase(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray) -> jnp.ndarray:
+  """The erase of k write heads: `memory * prod_k(1 - select_k ⊗ erase_k)`.
+
+  Args:
+    memory: `[m, d]`.
+    select: `[k, m]` soft selection of memory slots per head (rows sum to 1).
+    erase_vectors: `[k, d]`.
+
+  Returns:
+    `[m, d]`.
+  """
+  return memory * jnp.prod(1.0 - select[:, :, None] * erase_vectors[:, None, :], axis=0)
+
+
+def erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
+              add: jnp.ndarray) -> jnp.ndarray:
+  """Scenic's erase/add write (`TokenAddEraseWrite`), shapes as in `erase` (add `[k, d]`):
+  `erase(memory) + mean_k(1 - select_k ⊗ add_k)`, i.e. one minus the NTM's add term."""
+  return erase(memory, select, erase_vectors) + jnp.mean(
+      1.0 - select[:, :, None] * add[:, None, :], axis=0)
+
+
+def ntm_erase_add(memory: jnp.ndarray, select: jnp.ndarray, erase_vectors: jnp.ndarray,
+                  add: jnp.ndarray) -> jnp.ndarray:
+  """The NTM's erase/add write, shapes as in `erase_add`:
+  `erase(memory) + mean_k(select_k ⊗ add_k)`."""
+  return erase(memory, select, erase_vectors) + jnp.mean(
+      select[:, :, None] * add[:, None, :], axis=0)
+
+
+class AddPositionEmbedding(nn.Module):
+  """Adds a learned embedding per token position: `[B, N, d]` -> `[B, N, d]`."""
+
+  @nn.compact
+  def __call__(self, tokens: jnp.ndarray) -> jnp.ndarray:
+    embedding = self.param('embedding', nn.initializers.normal(stddev=0.02), tokens.shape[1:])
+    return tokens + embedding
+
+
+class MemoryRead(nn.Module):
+  """Reads r tokens from memory and inputs by token summarization.
+
+  Attributes:
+    num_tokens: r, tokens handed to the processing unit.
+    summarizer: 'mlp', 'mha' or 'pool' (`summarize.SUMMARIZERS`).
+    use_positional_embedding: add a learned embedding per position of `[memory; inputs]`
+      (tells memory tokens from input tokens, and addresses memory by location).
+    input_positions: the position embedding covers the input tokens too (Scenic's; its size
+      then fixes n); False: the memory's positions only, so that any number of input tokens
+      can be read (inputs that say what they are by their own embeddings, issue 36).
+    dropout_rate: summarizer dropout.
+  """
+  num_tokens: int
+  summarizer: str = 'mlp'
+  use_positional_embedding: bool = False
+  input_positions: bool = True
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
+               input_mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`; inputs where `input_mask [B, n]` is False are
+    left out."""
+    if self.use_positional_embedding and not self.input_positions:
+      memory = AddPositionEmbedding(name='read_pos_embed')(memory)
+    tokens = jax.vmap(concat_memory_input)(memory, inputs)  # Shape: [B, m+n, d].
+    if self.use_positional_embedding and self.input_positions:
+      tokens = AddPositionEmbedding(name='read_pos_embed')(tokens)
+    return summarize.make_summarizer(self.summarizer, self.num_tokens, self.dropout_rate,
+                                     name='summarize')(
+                                         tokens, train, summary_mask(memory, input_mask))
+
+
 class MemoryWrite(nn.Module):
   """Writes a new memory of m tokens from memory, inputs and the processing unit's outputs.
 
@@ -173,18 +190,22 @@ class MemoryWrite(nn.Module):
     use_positional_embedding: add a learned embedding per position of
       `[memory; inputs; outputs]` before summarizing (not in the erase/add writes, which do
       not summarize: Scenic creates that embedding in 'TL-AddErase' and never uses it).
+    input_positions: as in `MemoryRead` (False: an embedding per position of
+      `[memory; outputs]`, none on the inputs).
     dropout_rate: dropout of the write (none in 'TL-AddErase': Scenic builds that write
       without passing its dropout rate on).
   """
   memory_size: int
   memory_mode: str = 'TL'
   use_positional_embedding: bool = False
+  input_positions: bool = True
   dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
-    """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`."""
+               train: bool = False, input_mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`; inputs where `input_mask [B, n]`
+    is False are left out."""
     summarizer, method = MEMORY_MODES[self.memory_mode]
     if method == 'erase_add':
       return EraseAddWrite(name='erase_add')(memory, outputs, train)
@@ -193,8 +214,14 @@ class MemoryWrite(nn.Module):
           memory, outputs, train)
     if method == 'fifo':
       return jax.vmap(fifo_write)(memory, inputs, outputs)
+    if self.use_positional_embedding and not self.input_positions:
+      fixed = AddPositionEmbedding(name='write_pos_embed')(
+          jnp.concatenate([memory, outputs], axis=1))  # Shape: [B, m+r, d].
+      memory, outputs = fixed[:, :memory.shape[1]], fixed[:, memory.shape[1]:]
     tokens = jax.vmap(concat_for_write)(memory, inputs, outputs)  # Shape: [B, m+n+r, d].
-    if self.use_positional_embedding:
+    if self.use_positional_embedding and self.input_positions:
       tokens = AddPositionEmbedding(name='write_pos_embed')(tokens)
     return summarize.make_summarizer(summarizer, self.memory_size, self.dropout_rate,
-                                     name='summarize')(tokens, train)
+                                     name='summarize')(
+                                         tokens, train,
+                                         summary_mask(memory, input_mask, outputs.shape[1]))
