@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,16 +82,25 @@ def score(predictions: np.ndarray, targets: np.ndarray, digit_order: str) -> Dic
           'place_count': counts}
 
 
-def run(workdir: str, lengths: List[int], count: int, seed: int) -> Dict:
-  """Loads the workdir's model and scores each length; the JSON result.
+def load(workdir: str) -> Tuple:
+  """`(model, params, config, meta)` of the workdir's best checkpoint, with the config it was
+  trained with.
 
   Raises:
     ckpt.CheckpointError: no usable checkpoint or config in `workdir`.
     factory.ConfigError: a config that does not build a model.
   """
+  if not os.path.isdir(workdir):
+    raise ckpt.CheckpointError(f'{workdir} is not a directory')
   config = ckpt.read_config(workdir)
   params, meta = ckpt.load_params(workdir, config)
-  model, framing = factory.make_model(config), factory.make_framing(config)
+  return factory.make_model(config), params, config, meta
+
+
+def run(workdir: str, loaded: Tuple, lengths: List[int], count: int, seed: int) -> Dict:
+  """Scores each length with the model `load(workdir)` returned; the JSON result."""
+  model, params, config, meta = loaded
+  framing = factory.make_framing(config)
   trained = evaluate.checkpoint_digits(workdir, meta, config)
   rows, begin = [], time.perf_counter()
   for length in lengths:
@@ -196,10 +205,9 @@ def main(argv=None) -> int:
   png_path = args.png or os.path.join(out, 'length.png')
   try:
     lengths = parse_lengths(args.lengths)
-    if not os.path.isdir(args.workdir):
-      raise ckpt.CheckpointError(f'{args.workdir} is not a directory')
+    loaded = load(args.workdir)  # Before any folder is made for the results.
     files.check_outputs(json_path, png_path)
-    result = run(args.workdir, lengths, args.count, args.seed)
+    result = run(args.workdir, loaded, lengths, args.count, args.seed)
   except (factory.ConfigError, ckpt.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from None
   except OSError as e:
