@@ -13,13 +13,10 @@ predicted), and the token a step predicts is fed back in the last input slot of 
 `answer_start` is the first step that predicts. With `digit_order='lsb'` both operands and the
 answer are written least significant digit first (the order a person carries in).
 
-`positions` says how the model tells the tokens of a step apart (issue 36). `'slots'`: by
-slot number, so `n` is fixed by `max_digits`. `'places'`: by role (a-digit, ×, b-digit, EOS,
-previous answer) and, for operand digits, place value (0 = units); the problem is then written
-at the batch's longest operand (`n = 2 * digits + 3`, aligned layout), so nothing is tied to a
-trained length, and training batches carry a random place offset per example (`offsets [B]`,
-uniform in `[0, place_offset]`, drawn from the dataset's RNG so that a resumed run draws the
-same ones) that shifts every place index by o and every step index by 2o.
+With `positions='places'` (issue 36; `model.py`) a problem is written at the batch's longest
+operand (aligned, `n = 2 * digits + 3`) instead of `max_digits`, and training batches carry a
+place offset per example (`offsets [B]`, uniform in `[0, place_offset]`, from the dataset's RNG
+so that a resumed run draws the same ones).
 
 The held-out split (DESIGN §2) is defined here and nowhere else: an unordered pair with both
 operands >= 10 is held out when `crc32('{min}x{max}') % 10 == 0` (`is_held_out`). Training
@@ -82,8 +79,7 @@ class Framing:
     if self.positions == 'places' and self.layout != 'aligned':
       raise ValueError("positions 'places' needs the 'aligned' layout (and 'problem' framing)")
     if self.place_offset < 0 or (self.place_offset and self.positions != 'places'):
-      raise ValueError(f"place_offset must be 0, or positive with positions 'places'; got "
-                       f'{self.place_offset}')
+      raise ValueError(f"place_offset {self.place_offset}: 0, or positive with 'places'")
 
   @property
   def problem_len(self) -> int:
@@ -94,10 +90,6 @@ class Framing:
   def tokens_per_step(self) -> int:
     """n: input tokens per step (in 'places', of a batch with operands of `max_digits`)."""
     return self.problem_len + 1 if self.framing == 'problem' else 1
-
-  def operand_width(self, digits: int) -> int:
-    """Slots of each aligned operand in a batch of operands up to `digits` digits."""
-    return digits if self.positions == 'places' else self.max_digits
 
   def step_tokens(self, digits: int) -> int:
     """n of a batch of operands up to `digits` digits (`tokens_per_step` in 'slots')."""
@@ -135,7 +127,7 @@ class Framing:
   def problem_tokens(self, a: int, b: int, digits: Optional[int] = None) -> List[int]:
     """`a×b<EOS>` in this framing's digit order and layout, in a batch of operands up to
     `digits` digits (default `max_digits`)."""
-    width = self.operand_width(digits or self.max_digits)
+    width = (digits or self.max_digits) if self.positions == 'places' else self.max_digits
     return (self._operand(a, width) + [tok.TIMES_TOKEN] + self._operand(b, width)
             + [tok.EOS_TOKEN])
 

@@ -5,7 +5,8 @@ Write: summarize `concat(memory, inputs, outputs)` `[m+n+r, d]` to m tokens, or 
 paper's comparison writes: erase/add (Scenic's, or the NTM's), or a FIFO that keeps the last m
 tokens.
 
-Pure single-example functions first (vmap/jit-able), then the Flax modules.
+Pure functions first (those of one example vmap/jit-able), then the Flax modules. The read and
+write take an optional input mask: inputs it marks False (padding) are left out of the summary.
 """
 
 import flax.linen as nn
@@ -45,61 +46,6 @@ def summary_mask(memory: jnp.ndarray, input_mask: jnp.ndarray, extra: int = 0):
     return None
   keep = lambda count: jnp.ones((input_mask.shape[0], count), bool)
   return jnp.concatenate([keep(memory.shape[1]), input_mask, keep(extra)], axis=1)
-
-
-class EraseAddWrite(nn.Module):
-  """Erase/add write in the style of Neural Turing Machines (Scenic's `TokenAddEraseWrite`).
-
-  k write heads soft-select memory slots (an MLP over each slot of the memory, softmax over
-  the slots); erase and add vectors come from the control tokens (the processing unit's
-  outputs) through a token-mixing MLP to k vectors, then a channel MLP. Every MLP is Scenic's
-  `MlpBlock` (dropout after each Dense).
-
-  With `ntm=False` this is Scenic's computation, quirks included: the erase vectors are the raw
-  MLP outputs (so `1 - select*erase` is not confined to [0, 1]), and the add term is
-  `mean_k(1 - select_k ⊗ add_k)` (`erase_add`). With `ntm=True` the erase vectors go through a
-  sigmoid and the add term is `mean_k(select_k ⊗ add_k)` (`ntm_erase_add`), as in the NTM and
-  the TTM paper: an erase in [0, 1] per slot and channel, and slots that no head selects keep
-  their content.
-
-  Attributes:
-    num_heads: k, write heads (Scenic: 8).
-    bottleneck_dim: hidden width of the MLPs.
-    dropout_rate: MLP dropout.
-    ntm: the NTM's write instead of Scenic's.
-  """
-  num_heads: int = 8
-  bottleneck_dim: int = 64
-  dropout_rate: float = 0.0
-  ntm: bool = False
-
-  def _mlp(self, x, out_dim, name, train):
-    x = nn.gelu(mlp_dense(self.bottleneck_dim, f'{name}_hidden')(x))
-    x = Dropout(self.dropout_rate)(x, train)
-    return Dropout(self.dropout_rate)(mlp_dense(out_dim, f'{name}_out')(x), train)
-
-  def _head_vectors(self, control, name, train):
-    """Control tokens `[B, r, d]` -> k vectors `[B, k, d]` (token-mixing then channel MLP)."""
-    x = nn.LayerNorm(name=f'{name}_norm')(control)
-    x = self._mlp(jnp.swapaxes(x, 1, 2), self.num_heads, f'{name}_tokens', train)
-    return self._mlp(jnp.swapaxes(x, 1, 2), control.shape[-1], f'{name}_channels', train)
-
-  @nn.compact
-  def __call__(self, memory: jnp.ndarray, control: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
-    """`[B, m, d]`, `[B, r, d]` -> `[B, m, d]`."""
-    logits = self._mlp(nn.LayerNorm(name='select_norm')(memory), self.num_heads, 'select',
-                       train)  # Shape: [B, m, k].
-    select = jax.nn.softmax(jnp.swapaxes(logits, 1, 2), axis=-1)  # Shape: [B, k, m].
-    erase_vectors = self._head_vectors(control, 'erase', train)  # Shape: [B, k, d].
-    if self.ntm:
-      erase_vectors = jax.nn.sigmoid(erase_vectors)
-    add = self._head_vectors(control, 'add', train)  # Shape: [B, k, d].
-    self.sow('intermediates', 'select', select)
-    self.sow('intermediates', 'erase', erase_vectors)
-    self.sow('intermediates', 'add', add)
-    write = ntm_erase_add if self.ntm else erase_add
-    return jax.vmap(write)(memory, select, erase_vectors, add)
 
 
 def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -> jnp.ndarray:
@@ -179,6 +125,61 @@ class MemoryRead(nn.Module):
     return summarize.make_summarizer(self.summarizer, self.num_tokens, self.dropout_rate,
                                      name='summarize')(
                                          tokens, train, summary_mask(memory, input_mask))
+
+
+class EraseAddWrite(nn.Module):
+  """Erase/add write in the style of Neural Turing Machines (Scenic's `TokenAddEraseWrite`).
+
+  k write heads soft-select memory slots (an MLP over each slot of the memory, softmax over
+  the slots); erase and add vectors come from the control tokens (the processing unit's
+  outputs) through a token-mixing MLP to k vectors, then a channel MLP. Every MLP is Scenic's
+  `MlpBlock` (dropout after each Dense).
+
+  With `ntm=False` this is Scenic's computation, quirks included: the erase vectors are the raw
+  MLP outputs (so `1 - select*erase` is not confined to [0, 1]), and the add term is
+  `mean_k(1 - select_k ⊗ add_k)` (`erase_add`). With `ntm=True` the erase vectors go through a
+  sigmoid and the add term is `mean_k(select_k ⊗ add_k)` (`ntm_erase_add`), as in the NTM and
+  the TTM paper: an erase in [0, 1] per slot and channel, and slots that no head selects keep
+  their content.
+
+  Attributes:
+    num_heads: k, write heads (Scenic: 8).
+    bottleneck_dim: hidden width of the MLPs.
+    dropout_rate: MLP dropout.
+    ntm: the NTM's write instead of Scenic's.
+  """
+  num_heads: int = 8
+  bottleneck_dim: int = 64
+  dropout_rate: float = 0.0
+  ntm: bool = False
+
+  def _mlp(self, x, out_dim, name, train):
+    x = nn.gelu(mlp_dense(self.bottleneck_dim, f'{name}_hidden')(x))
+    x = Dropout(self.dropout_rate)(x, train)
+    return Dropout(self.dropout_rate)(mlp_dense(out_dim, f'{name}_out')(x), train)
+
+  def _head_vectors(self, control, name, train):
+    """Control tokens `[B, r, d]` -> k vectors `[B, k, d]` (token-mixing then channel MLP)."""
+    x = nn.LayerNorm(name=f'{name}_norm')(control)
+    x = self._mlp(jnp.swapaxes(x, 1, 2), self.num_heads, f'{name}_tokens', train)
+    return self._mlp(jnp.swapaxes(x, 1, 2), control.shape[-1], f'{name}_channels', train)
+
+  @nn.compact
+  def __call__(self, memory: jnp.ndarray, control: jnp.ndarray,
+               train: bool = False) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, r, d]` -> `[B, m, d]`."""
+    logits = self._mlp(nn.LayerNorm(name='select_norm')(memory), self.num_heads, 'select',
+                       train)  # Shape: [B, m, k].
+    select = jax.nn.softmax(jnp.swapaxes(logits, 1, 2), axis=-1)  # Shape: [B, k, m].
+    erase_vectors = self._head_vectors(control, 'erase', train)  # Shape: [B, k, d].
+    if self.ntm:
+      erase_vectors = jax.nn.sigmoid(erase_vectors)
+    add = self._head_vectors(control, 'add', train)  # Shape: [B, k, d].
+    self.sow('intermediates', 'select', select)
+    self.sow('intermediates', 'erase', erase_vectors)
+    self.sow('intermediates', 'add', add)
+    write = ntm_erase_add if self.ntm else erase_add
+    return jax.vmap(write)(memory, select, erase_vectors, add)
 
 
 class MemoryWrite(nn.Module):
