@@ -6,6 +6,8 @@ Arguments (comma separated, after a colon):
   python main.py --config=configs/mult.py:runlocal        # tiny, trains in well under a minute
   python main.py --config=configs/mult.py:paper           # the paper's model and the checklist's
                                                           # training setting
+  python main.py --config=configs/mult.py:places          # place-value embeddings with random
+                                                          # offsets, operands up to 12 digits
 The default is the setting that learned fastest on a 2-core CPU (docs/experiments/README.md):
 a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, operands in aligned slots, and a
 curriculum through every stage range, each mixed range before the pure size it holds (1×1, 1-99,
@@ -31,8 +33,8 @@ def _int(text: str) -> int:
   return int(text)
 
 
-ARGS = {'stage': _int, 'runlocal': _bool, 'paper': _bool}
-DEFAULTS = {'stage': 0, 'runlocal': False, 'paper': False}
+ARGS = {'stage': _int, 'runlocal': _bool, 'paper': _bool, 'places': _bool}
+DEFAULTS = {'stage': 0, 'runlocal': False, 'paper': False, 'places': False}
 
 
 def parse_arg(arg):
@@ -68,6 +70,13 @@ def get_config(arg=None):
   config.task.framing = 'problem'  # 'problem' (whole problem every step) or 'stream'.
   config.task.digit_order = 'lsb'  # 'lsb' or 'msb': digit order of operands and answer.
   config.task.layout = 'aligned'  # 'packed' (a×b as written) or 'aligned' (operands PAD-padded).
+  # How the model tells a step's tokens apart: 'slots' (an embedding per input slot, so n and
+  # the longest operand are fixed) or 'places' (role + place value of each digit, the problem
+  # written at its own length: aligned problem framing; ttm_jax/model.py).
+  config.task.positions = 'slots'
+  # 'places': each training example's place indices are shifted by a random o in [0, this]
+  # (its step indices by 2o), so that the places beyond the trained lengths are trained too.
+  config.task.place_offset = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.kind = 'ttm'  # 'ttm', or 'transformer': the causal baseline (stream framing).
@@ -164,6 +173,9 @@ def get_config(arg=None):
                         plateau_factor=1.0)  # 2x base 1e-3.
     config.train.update(batch_size=64, num_steps=20000, steps_per_epoch=100,
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)
+  if arg['places']:  # Issue 36: train on up to 4 digits, answer up to 12.
+    config.task.update(positions='places', max_digits=12, place_offset=6)
+    config.eval.sizes += ',6x6,7x7,8x8'
   if arg['runlocal']:
     config.model.update(hidden_size=32, memory_size=8, process_size=4, num_layers=1,
                         num_heads=2, mlp_dim=64)

@@ -6,7 +6,7 @@ from configs import mult
 from ttm_jax import config_check
 from ttm_jax import factory
 
-CONFIG_ARGS = ('', 'runlocal', 'paper', 'stage=3')
+CONFIG_ARGS = ('', 'runlocal', 'paper', 'stage=3', 'places', 'runlocal,places')
 
 
 @pytest.mark.parametrize('arg', CONFIG_ARGS)
@@ -46,6 +46,10 @@ def test_every_field_has_a_rule_and_the_configs_pass(arg):
      'directory'),
     ('trace.every_epochs', 0, 'config.trace.every_epochs: expected an integer at least 1, got 0'),
     ('checkpoint.keep', 0, 'config.checkpoint.keep: expected an integer at least 1, got 0'),
+    ('task.positions', 'cells', "config.task.positions: 'cells' is not one of 'slots', 'places'"),
+    ('task.place_offset', 3, "config.task.place_offset: an offset is for "
+     "config.task.positions='places' only"),
+    ('task.place_offset', -1, 'config.task.place_offset: expected an integer between 0 and 100'),
 ])
 def test_a_bad_value_names_its_field(field, value, message):
   config = mult.get_config()
@@ -96,14 +100,16 @@ def test_unknown_and_missing_fields():
 
 
 @pytest.mark.parametrize('arg, expected', [
-    ('', {'stage': 0, 'runlocal': False, 'paper': False}),
-    ('runlocal', {'stage': 0, 'runlocal': True, 'paper': False}),
-    ('runlocal=False', {'stage': 0, 'runlocal': False, 'paper': False}),
-    ('runlocal=0,paper=TRUE', {'stage': 0, 'runlocal': False, 'paper': True}),
-    ('stage=3,runlocal=1', {'stage': 3, 'runlocal': True, 'paper': False}),
+    ('', {}),
+    ('runlocal', {'runlocal': True}),
+    ('runlocal=False', {}),
+    ('runlocal=0,paper=TRUE', {'paper': True}),
+    ('stage=3,runlocal=1', {'stage': 3, 'runlocal': True}),
+    ('places', {'places': True}),
 ])
 def test_config_arguments_parse_booleans_strictly(arg, expected):
-  assert mult.parse_arg(arg) == expected
+  assert mult.parse_arg(arg) == {'stage': 0, 'runlocal': False, 'paper': False, 'places': False,
+                                 **expected}
 
 
 def test_runlocal_false_is_the_default_model():
@@ -116,9 +122,34 @@ def test_runlocal_false_is_the_default_model():
     ('stage=abc', "config argument stage: expected a non-negative integer, got 'abc'"),
     ('stage', "config argument stage: expected a non-negative integer, got ''"),
     ('stage=٣', "config argument stage: expected a non-negative integer, got '٣'"),
-    ('stag=3', 'config argument stag: unknown; known: stage, runlocal, paper'),
+    ('stag=3', 'config argument stag: unknown; known: stage, runlocal, paper, places'),
 ])
 def test_bad_config_arguments(arg, message):
   with pytest.raises(ValueError) as raised:
     mult.parse_arg(arg)
   assert str(raised.value) == message
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('task.layout', 'packed', "config.task.positions: 'places' needs config.task.framing="
+     "'problem' and config.task.layout='aligned'"),
+    ('model.memory_mode', 'fifo', "config.task.positions: 'places' reads problems of any "
+     "length: config.model.memory_mode='fifo' cannot leave their padding out"),
+    ('model.memory_mode', 'pool', "config.task.positions: 'places' reads problems of any "
+     "length: config.model.memory_mode='pool'"),
+])
+def test_places_goes_with_an_aligned_problem_and_a_learned_summary(field, value, message):
+  config = mult.get_config('places')
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(factory.ConfigError) as raised:
+    config_check.check(config)
+  assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_places_argument_turns_the_candidate_on():
+  config = mult.get_config('places')
+  assert (config.task.positions, config.task.max_digits, config.task.place_offset) == (
+      'places', 12, 6)
+  assert config.eval.sizes.endswith(',4x4,1-9999,5x5,6x6,7x7,8x8')
+  assert mult.get_config().task.positions == 'slots'

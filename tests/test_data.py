@@ -216,3 +216,52 @@ def test_longest_operand_counts_the_digits_of_the_largest():
   assert data.longest_operand(7, 123) == 3
   assert data.longest_operand(np.array([0, 99]), np.array([100])) == 3
   assert data.longest_operand(0) == 1  # Zero is written with one digit.
+
+
+PLACES = data.Framing(max_digits=12, layout='aligned', positions='places', place_offset=6)
+
+
+@pytest.mark.parametrize('order', ['lsb', 'msb'])
+def test_places_writes_a_problem_at_the_batch_length(order):
+  framing = data.Framing(12, 'problem', order, 'aligned', 'places')
+  batch = framing.encode(np.array([12]), np.array([345]), 3)
+  P, X, E = tok.PAD_TOKEN, tok.TIMES_TOKEN, tok.EOS_TOKEN
+  problem = [2, 1, P, X, 5, 4, 3, E] if order == 'lsb' else [P, 1, 2, X, 3, 4, 5, E]
+  assert batch['inputs'].shape == (1, 7, 2 * 3 + 3) and framing.step_tokens(3) == 9
+  np.testing.assert_array_equal(batch['inputs'][0, 0], problem + [P])
+  np.testing.assert_array_equal(batch['offsets'], [0])  # Evaluation: no offset.
+  longer = framing.encode(np.array([12]), np.array([345]), 5)['inputs']
+  assert longer.shape == (1, 11, 13)  # The same problem, with more padding and steps.
+  assert data.Framing().step_tokens(7) == data.Framing().tokens_per_step  # 'slots': fixed.
+
+
+def test_places_needs_the_aligned_problem_framing_and_offsets_need_places():
+  with pytest.raises(ValueError, match="needs the 'aligned' layout"):
+    data.Framing(positions='places')
+  with pytest.raises(ValueError, match='place_offset'):
+    data.Framing(layout='aligned', place_offset=2)
+  with pytest.raises(ValueError, match="for positions 'places' only"):
+    data.Framing().encode(np.array([1]), np.array([2]), 1, offsets=np.array([1]))
+
+
+def test_place_offsets_come_from_the_dataset_rng_and_resume_exactly():
+  ds = data.MultiplicationDataset(256, 3, Curriculum(stage=2), PLACES)
+  batch = ds.generate_batch()
+  assert batch['offsets'].dtype == np.int32 and set(batch['offsets'].tolist()) == set(range(7))
+  state = ds.get_state()
+  expected = ds.generate_batch()
+  other = data.MultiplicationDataset(256, 99, Curriculum(stage=2), PLACES)
+  other.set_state(state)
+  resumed = other.generate_batch()
+  for key in ('inputs', 'offsets'):
+    np.testing.assert_array_equal(resumed[key], expected[key])
+  # The offsets are drawn after a batch's operands: the operands are those of a run without
+  # them, and a 'slots' run draws exactly what it drew before 'places' existed.
+  no_offsets = data.MultiplicationDataset(
+      256, 3, Curriculum(stage=2), data.Framing(12, layout='aligned', positions='places'))
+  assert no_offsets.draw_offsets() is None
+  slots = data.MultiplicationDataset(256, 3, Curriculum(stage=2), data.Framing(4))
+  first = slots.generate_batch()
+  np.testing.assert_array_equal(first['a'], no_offsets.generate_batch()['a'])
+  np.testing.assert_array_equal(first['a'], batch['a'])
+  assert 'offsets' not in first

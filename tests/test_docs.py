@@ -179,7 +179,8 @@ class _Parsed(Exception):
   """Raised with the namespace once a tool's argparse has parsed its arguments."""
 
 
-@pytest.mark.parametrize('program', ['tools/viewer.py', 'tools/plot.py', 'tools/bench.py'])
+@pytest.mark.parametrize('program', ['tools/viewer.py', 'tools/plot.py', 'tools/bench.py',
+                                     'tools/length.py'])
 def test_argparse_tool_commands_parse(program, monkeypatch):
   commands = [argv for argv, _ in commands_of(program)]
   assert commands

@@ -90,3 +90,12 @@ def test_tracked_rows_are_decoded_at_the_trained_length(framing, expected, monke
   assert set(evaluate.track_sizes(model, params, framing_lib, config, trained_digits=2)) == {
       'track/1x1'}
   assert lengths == [expected]
+
+
+def test_eval_rows_of_a_places_model_go_past_the_trained_length(places_run, tmp_path, capsys):
+  config, workdir = places_run  # Trained on 1×1; config.eval.sizes '1x1,2x2,6x6'.
+  rows = evaluate.run_eval(config, workdir, out=str(tmp_path))
+  assert [(r['size'], r['longer_than_trained']) for r in rows] == [
+      ('1x1', False), ('2x2', True), ('6x6', True)]
+  assert rows[2]['count'] == 10 and 0 <= rows[2]['position_accuracy'] <= 1
+  assert '6x6' in capsys.readouterr().out and (tmp_path / 'eval.json').exists()

@@ -92,3 +92,36 @@ def test_positional_embeddings_per_position():
   assert wparams['write_pos_embed']['embedding'].shape == (6 + 3 + 4, 8)
   assert 'read_pos_embed' not in mem.MemoryRead(4).init(
       jax.random.PRNGKey(0), memory, inputs)['params']
+
+
+def test_without_input_positions_only_memory_and_outputs_have_positions():
+  # 'places' (issue 36): any number of input tokens, the same parameters.
+  read = mem.MemoryRead(4, use_positional_embedding=True, input_positions=False)
+  write = mem.MemoryWrite(6, use_positional_embedding=True, input_positions=False)
+  memory, outputs = _randn(0, 2, 6, 8), _randn(1, 2, 4, 8)
+  rparams = read.init(jax.random.PRNGKey(0), memory, _randn(2, 2, 3, 8))
+  wparams = write.init(jax.random.PRNGKey(0), memory, _randn(2, 2, 3, 8), outputs)
+  assert rparams['params']['read_pos_embed']['embedding'].shape == (6, 8)
+  assert wparams['params']['write_pos_embed']['embedding'].shape == (6 + 4, 8)
+  for n in (3, 11):
+    inputs = _randn(3, 2, n, 8)
+    assert read.apply(rparams, memory, inputs).shape == (2, 4, 8)
+    assert write.apply(wparams, memory, inputs, outputs).shape == (2, 6, 8)
+
+
+@pytest.mark.parametrize('summarizer', ['mlp', 'mha'])
+def test_masked_inputs_are_neither_read_nor_written(summarizer):
+  read = mem.MemoryRead(4, summarizer, use_positional_embedding=True, input_positions=False)
+  write = mem.MemoryWrite(6, 'TL' if summarizer == 'mlp' else 'TL-MHA',
+                          use_positional_embedding=True, input_positions=False)
+  memory, inputs, outputs = _randn(0, 2, 6, 8), _randn(1, 2, 5, 8), _randn(2, 2, 4, 8)
+  keep = np.array([True, False, True, True, False])
+  rparams = read.init(jax.random.PRNGKey(0), memory, inputs)
+  wparams = write.init(jax.random.PRNGKey(0), memory, inputs, outputs)
+  mask = jnp.broadcast_to(keep, (2, 5))
+  np.testing.assert_allclose(read.apply(rparams, memory, inputs, False, mask),
+                             read.apply(rparams, memory, inputs[:, keep]), atol=1e-6)
+  np.testing.assert_allclose(write.apply(wparams, memory, inputs, outputs, False, mask),
+                             write.apply(wparams, memory, inputs[:, keep], outputs), atol=1e-6)
+  assert not np.allclose(read.apply(rparams, memory, inputs),
+                         read.apply(rparams, memory, inputs[:, keep]), atol=1e-6)

@@ -1,5 +1,6 @@
 """The multiplication model: embeddings, output head, EOS masking, step parity, training."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,7 @@ import optax
 import pytest
 
 from configs import mult
+from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
 from ttm_jax.curriculum import Curriculum
 from ttm_jax import factory
@@ -166,3 +168,123 @@ def test_bfloat16_compute_keeps_float32_params_memory_and_logits(tiny):
   grads = jax.jit(jax.grad(loss))(params)
   assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
              for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_slots_model_computes_what_it_did_before_places_existed():
+  # Numbers from the commit before 'places' (3777e49), for a fixed seed and the shipped
+  # checkpoint: the default representation is unchanged (parameters, logits, answers).
+  config = mult.get_config('runlocal')
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  batch = data.MultiplicationDataset(8, 0, Curriculum(stage=7), framing).generate_batch()
+  assert int(batch['inputs'].sum()) == 6406 and 'offsets' not in batch
+  params = model.init({'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(1)},
+                      batch['inputs'])['params']
+  assert float(sum(jnp.abs(x).sum() for x in jax.tree_util.tree_leaves(params))) == \
+      pytest.approx(3390.843017578125, rel=1e-6)
+  logits = model.apply({'params': params}, batch['inputs'])
+  assert float(logits.sum()) == pytest.approx(-575995.875, rel=1e-5)
+  np.testing.assert_allclose(logits[0, 0, :5], [-0.12686151, -0.2371674, 0.22077101,
+                                                -0.07410058, 0.13598229], atol=1e-4)
+  shipped = mult.get_config()
+  params, _ = ckpt.load_params('checkpoints/mult', shipped)
+  inputs = factory.make_framing(shipped).encode(np.array([92, 1234, 7]),
+                                                np.array([98, 5678, 8]), 4)['inputs']
+  logits = factory.make_model(shipped).apply({'params': params}, inputs)
+  np.testing.assert_allclose(logits[1, 0, :5], [-47.015152, -225.16331, 55.558094, -232.21614,
+                                                -50.506222], rtol=1e-4)
+  np.testing.assert_array_equal(logits.argmax(-1), [[6, 1, 0, 9, 11, 11, 11, 11, 11],
+                                                    [2, 5, 6, 6, 0, 0, 7, 11, 11],
+                                                    [6, 5, 11, 11, 11, 11, 11, 11, 11]])
+
+
+@pytest.fixture(scope='module')
+def places():
+  """`(model, framing, params)` of `configs/mult.py:runlocal,places`, initialized."""
+  config = mult.get_config('runlocal,places')
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 7), jnp.int32))['params']
+  return model, framing, params
+
+
+def test_places_parameters_do_not_depend_on_the_input_length(places):
+  model, framing, params = places
+  shapes = lambda n: jax.tree_util.tree_map(jnp.shape, jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, n), jnp.int32)))['params'])
+  assert shapes(7) == shapes(27) == jax.tree_util.tree_map(jnp.shape, params)
+  assert 'pos_embed' not in params
+  assert params['place_embed']['embedding'].shape[0] == 12 + 6  # max_digits + place_offset.
+  assert params['step_embed']['embedding'].shape[0] == framing.num_steps(12) + 2 * 6
+  unit = params['encoder']['unit']
+  assert unit['read']['read_pos_embed']['embedding'].shape == (8, 32)  # m only.
+  assert unit['write']['write_pos_embed']['embedding'].shape == (8 + 4, 32)  # m + r.
+
+
+def test_places_answer_does_not_depend_on_the_length_it_is_written_at(places):
+  model, framing, params = places
+  a, b = np.array([123, 7, 4567, 30]), np.array([45, 8, 12, 1005])
+  short = model.apply({'params': params}, framing.encode(a, b, 4)['inputs'])
+  padded = framing.encode(a, b, 7)['inputs']
+  assert padded.shape[-1] == 17 and short.shape[1] == 9
+  np.testing.assert_allclose(model.apply({'params': params}, padded)[:, :9], short, atol=1e-5)
+  # The mask is what makes it so: the same model reading the padding answers otherwise.
+  def raw_logits(module, inputs, masked):
+    x = module.embed(inputs, jnp.arange(inputs.shape[1])[None])
+    mask = module.input_mask(inputs) if masked else None
+    return module.logits(module.encoder.scan_steps(module.initial_memory(len(inputs)), x,
+                                                   False, mask)[1])
+  short_raw = model.apply({'params': params}, framing.encode(a, b, 4)['inputs'], True,
+                          method=raw_logits)
+  padded_raw = lambda masked: model.apply({'params': params}, padded, masked,
+                                          method=raw_logits)[:, :9]
+  np.testing.assert_allclose(padded_raw(True), short_raw, atol=1e-5)
+  assert float(jnp.abs(padded_raw(False) - short_raw).max()) > 1e-3
+
+
+def test_places_embedding_is_token_role_place_and_step(places):
+  model, framing, params = places
+  tokens = jnp.asarray(framing.encode(np.array([52, 3]), np.array([7, 61]), 2)['inputs'])
+  offsets = jnp.array([0, 3])
+  x = model.apply({'params': params}, tokens, jnp.arange(5)[None], offsets=offsets,
+                  method=model.embed)
+  embedding = lambda name, index: params[name]['embedding'][index]
+  roles, places_ = model_lib.place_layout(7, 'lsb')
+  b, t = 1, 2  # Example 1 (offset 3), step 2: token 4 is b's tens digit, 6 (place 1).
+  assert (roles[4], places_[4], int(tokens[b, t, 4])) == (model_lib.ROLES.index('b'), 1, 6)
+  raw = (embedding('token_embed', 6) + embedding('role_embed', roles[4])
+         + embedding('place_embed', 1 + 3) + embedding('step_embed', t + 2 * 3))
+  norm = nn.LayerNorm().apply({'params': params['embed_norm']}, raw)
+  np.testing.assert_allclose(x[b, t, 4], norm, atol=1e-5)
+  # The × token has no place embedding.
+  raw = (embedding('token_embed', tok.TIMES_TOKEN) + embedding('role_embed', roles[2])
+         + embedding('step_embed', t + 2 * 3))
+  np.testing.assert_allclose(
+      x[b, t, 2], nn.LayerNorm().apply({'params': params['embed_norm']}, raw), atol=1e-5)
+
+
+@pytest.mark.parametrize('order', ['lsb', 'msb'])
+def test_place_layout_gives_each_digit_its_significance(order):
+  framing = data.Framing(12, 'problem', order, 'aligned', 'places')
+  inputs = framing.encode(np.array([4021]), np.array([56]), 4)['inputs'][0, 0]
+  roles, places_ = model_lib.place_layout(len(inputs), order)
+  names = [model_lib.ROLES[r] for r in roles]
+  assert names == ['a'] * 4 + ['times'] + ['b'] * 4 + ['eos', 'answer']
+  assert inputs[names.index('times')] == tok.TIMES_TOKEN and inputs[9] == tok.EOS_TOKEN
+  for role, operand in (('a', 4021), ('b', 56)):
+    digits = [(int(t), int(p)) for t, p, n in zip(inputs, places_, names)
+              if n == role and t != tok.PAD_TOKEN]
+    assert sum(t * 10**p for t, p in digits) == operand
+
+
+def test_places_step_reproduces_the_teacher_forced_pass(places):
+  model, framing, params = places
+  inputs = framing.encode(np.array([12, 7, 99, 5]), np.array([34, 8, 99, 1]), 2)['inputs']
+  memory = model.apply({'params': params}, 4, method=model.initial_memory)
+  unmasked = []
+  for t in range(inputs.shape[1]):
+    memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
+                                      method=model.step)
+    unmasked.append(step_logits)
+  unmasked = jnp.stack(unmasked, 1)
+  expected = model_lib.apply_eos_masking(
+      unmasked, model_lib.after_first_eos(model_lib.detect_eos(unmasked)))
+  np.testing.assert_allclose(model.apply({'params': params}, inputs), expected, atol=1e-5)

@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import re
 import shutil
 import threading
 
@@ -16,6 +17,7 @@ from configs import mult
 from ttm_jax import checkpoint as ckpt
 from ttm_jax import data
 from ttm_jax import demo
+from ttm_jax import dump_files
 from ttm_jax import evaluate
 from ttm_jax import factory
 from ttm_jax import predict
@@ -149,3 +151,33 @@ def test_trace_of_a_problem_past_the_trained_length_is_an_error(tmp_path, digest
   assert os.path.basename(path) in os.listdir(out / 'trace-12x34')
   assert capsys.readouterr().out.splitlines()[0] == '12×34 = 408 (correct)'
   assert digest(workdir) == before  # An export is only read.
+
+
+def test_a_places_model_answers_operands_up_to_max_digits(places_run):
+  config, workdir = places_run  # Trained on 1×1 only; operands up to 12 digits.
+  params, meta = ckpt.load_params(workdir, config)
+  assert evaluate.checkpoint_digits(workdir, meta, config) == 1
+  assert evaluate.answerable_digits(workdir, meta, config) == 12
+  out = predict.predict_lines(factory.make_model(config), params, config,
+                              ['123456789012x3', '1234567890123x3', '7x8'], 12)
+  assert re.fullmatch(r'[0-9]+|error: the model produced no number', out[0])
+  assert out[1] == ("error: problem '1234567890123x3': an operand has 13 digits; the model "
+                    'takes operands up to 12 digits')
+  stdout = io.StringIO()
+  predict.run_predict(config, workdir, io.StringIO('123456x78\n'), stdout)
+  assert re.fullmatch(r'([0-9]+|error: the model produced no number)\n', stdout.getvalue())
+
+
+def test_a_places_model_traces_and_demos_a_problem_longer_than_trained(places_run, tmp_path,
+                                                                      capsys):
+  config, workdir = places_run
+  path = predict.run_trace(config, workdir, '123456x78', out=str(tmp_path))
+  info = dump_files.load_sequence(path).info
+  assert info['config']['n'] == 2 * 6 + 3 and info['num_steps'] == 2 * 6 + 1
+  assert capsys.readouterr().out.startswith('123456×78 = ')
+  stdout = io.StringIO()
+  demo.run_demo(config, workdir, io.StringIO('123456*78\n1234567890123*1\nquit\n'), stdout)
+  lines = stdout.getvalue().splitlines()
+  assert 'operands up to 12 digits' in lines[0]
+  assert lines[1].startswith('> 123456×78 = ') and lines[1].endswith(('right', '9629568'))
+  assert lines[-2].endswith('the model takes operands up to 12 digits')

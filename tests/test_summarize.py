@@ -72,3 +72,22 @@ def test_mha_queries_are_learned_parameters():
   params = module.init(jax.random.PRNGKey(0), jnp.ones((2, 10, 128)))['params']
   assert params['queries'].shape == (5, 128)
   assert 0.01 < float(jnp.std(params['queries'])) < 0.03
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'mha'])
+def test_masked_tokens_get_no_weight(kind):
+  module = summarize.make_summarizer(kind, 3)
+  tokens = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 8))
+  keep = np.array([True, True, False, True, False, True])
+  params = module.init(jax.random.PRNGKey(1), tokens)
+  masked = module.apply(params, tokens, False, jnp.broadcast_to(keep, (2, 6)))
+  np.testing.assert_allclose(masked, module.apply(params, tokens[:, keep]), atol=1e-6)
+  assert not np.allclose(masked, module.apply(params, tokens), atol=1e-6)
+
+
+def test_pooling_refuses_a_mask():
+  module = summarize.make_summarizer('pool', 2)
+  tokens = jnp.ones((1, 4, 8))
+  params = module.init(jax.random.PRNGKey(0), tokens)
+  with pytest.raises(ValueError, match='cannot leave tokens out'):
+    module.apply(params, tokens, False, jnp.ones((1, 4), bool))

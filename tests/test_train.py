@@ -502,3 +502,28 @@ def test_ema_run_serves_the_average_and_resumes_exactly(tmp_path):
                           capture_output=True, text=True)
   assert result.returncode == 1 and result.stderr.startswith('error: ') and \
       len(result.stderr.splitlines()) == 1
+
+
+def test_places_batches_carry_offsets_and_a_resumed_run_draws_the_same(tmp_path):
+  config = tiny_config(stages='5,2', start_stage=5, last_stage=2)  # 1-99: two digits.
+  config.task.update(positions='places', max_digits=12, place_offset=6)
+  dataset = data_lib.MultiplicationDataset(
+      16, 0, curriculum_lib.Curriculum.from_config(config), factory.make_framing(config))
+  batches = train.draw_batches(dataset, 3)
+  assert batches['inputs'].shape == (3, 16, 5, 2 * 2 + 3) and batches['offsets'].shape == (3, 16)
+  assert batches['offsets'].max() <= 6 and len(np.unique(batches['offsets'])) > 1
+  model = factory.make_model(config)
+  params, _ = train.init_state(model, optim.make_optimizer(config.optim),
+                               factory.make_framing(config), 0)
+  batch = {k: v[0] for k, v in batches.items()}
+  key = jax.random.PRNGKey(0)
+  loss = lambda b: float(train.loss_fn(model, params, b, key)[0])
+  assert loss(batch) != loss({**batch, 'offsets': np.zeros_like(batch['offsets'])})
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, straight)
+  config.train.num_steps = 10
+  train.train_and_evaluate(config, resumed)
+  config.train.num_steps = 20
+  train.train_and_evaluate(config, resumed)
+  for a, b in zip(_final_params(straight, 20), _final_params(resumed, 20)):
+    np.testing.assert_array_equal(a, b)

@@ -29,7 +29,8 @@ def _defaults(cls):
 def test_scenic_attribute_names_and_defaults():
   assert _defaults(TokenTuringMachineUnit) == dict(
       process_size=8, memory_size=64, memory_mode='TL', processing_unit='transformer',
-      num_layers=1, mlp_dim=512, num_heads=12, use_positional_embedding=False, dropout_rate=0.0)
+      num_layers=1, mlp_dim=512, num_heads=12, use_positional_embedding=False, dropout_rate=0.0,
+      input_positions=True)  # (Ours, Scenic's behaviour: 'places' sets it False, issue 36.)
   assert _defaults(TokenTuringMachineSimpleUnit) == dict(
       process_size=16, memory_size=96, processing_unit='transformer', num_layers=1,
       mlp_dim=512, num_heads=12, dropout_rate=0.0, scenic_split=False)

@@ -32,7 +32,8 @@ UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat', 'compute_dtype')
 # with: a checkpoint or config.json without the field reads as having this value.
 ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,
                 ('task', 'layout'): 'packed', ('model', 'remat'): False,
-                ('model', 'compute_dtype'): 'float32'}
+                ('model', 'compute_dtype'): 'float32', ('task', 'positions'): 'slots',
+                ('task', 'place_offset'): 0}
 
 
 class CheckpointError(RuntimeError):

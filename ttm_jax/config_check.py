@@ -145,6 +145,23 @@ def _layout(value, config) -> Optional[str]:
   return None
 
 
+def _positions(value, config) -> Optional[str]:
+  if value != 'places':
+    return None
+  if config.task.framing != 'problem' or config.task.layout != 'aligned':
+    return "'places' needs config.task.framing='problem' and config.task.layout='aligned'"
+  if config.model.memory_mode in ('pool', 'fifo'):
+    return (f"'places' reads problems of any length: config.model.memory_mode="
+            f"{config.model.memory_mode!r} cannot leave their padding out")
+  return None
+
+
+def _place_offset(value, config) -> Optional[str]:
+  if value and config.task.positions != 'places':
+    return "an offset is for config.task.positions='places' only"
+  return None
+
+
 def _kind(value, config) -> Optional[str]:
   if value == 'transformer' and config.task.framing != 'stream':
     return "'transformer' reads one token per step: it needs config.task.framing='stream'"
@@ -186,6 +203,8 @@ RULES = {
     'task.framing': one_of(data.FRAMINGS),
     'task.digit_order': one_of(data.DIGIT_ORDERS),
     'task.layout': both(one_of(data.LAYOUTS), _layout),
+    'task.positions': both(one_of(data.POSITIONS), _positions),
+    'task.place_offset': both(integer(0, 100), _place_offset),
     'model.kind': both(one_of(factory.MODEL_KINDS), _kind),
     'model.hidden_size': both(POSITIVE, divisibility('model.num_heads', divides=False)),
     'model.memory_size': POSITIVE,

@@ -13,6 +13,11 @@ predicted), and the token a step predicts is fed back in the last input slot of 
 `answer_start` is the first step that predicts. With `digit_order='lsb'` both operands and the
 answer are written least significant digit first (the order a person carries in).
 
+With `positions='places'` (issue 36; `model.py`) a problem is written at the batch's longest
+operand (aligned, `n = 2 * digits + 3`) instead of `max_digits`, and training batches carry a
+place offset per example (`offsets [B]`, uniform in `[0, place_offset]`, from the dataset's RNG
+so that a resumed run draws the same ones).
+
 The held-out split (DESIGN §2) is defined here and nowhere else: an unordered pair with both
 operands >= 10 is held out when `crc32('{min}x{max}') % 10 == 0` (`is_held_out`). Training
 batches never contain one (`MultiplicationDataset` redraws them; swapping operands keeps a
@@ -35,6 +40,7 @@ STAGES: Tuple[Tuple[int, int], ...] = (
 FRAMINGS = ('problem', 'stream')
 DIGIT_ORDERS = ('lsb', 'msb')
 LAYOUTS = ('packed', 'aligned')
+POSITIONS = ('slots', 'places')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +54,16 @@ class Framing:
     layout: 'packed' (`a×b<EOS>` as written) or 'aligned' (each operand padded with PAD to
       `max_digits`, so a digit's slot says its place value whatever the operands' lengths;
       'problem' framing only).
+    positions: 'slots' or 'places' (module docstring; 'places': aligned problem framing, each
+      operand padded to the batch's longest instead of `max_digits`).
+    place_offset: the largest random place offset of a training example ('places' only).
   """
   max_digits: int = 4
   framing: str = 'problem'
   digit_order: str = 'lsb'
   layout: str = 'packed'
+  positions: str = 'slots'
+  place_offset: int = 0
 
   def __post_init__(self):
     if self.framing not in FRAMINGS:
@@ -63,6 +74,12 @@ class Framing:
       raise ValueError(f'layout must be one of {LAYOUTS}, got {self.layout!r}')
     if self.layout == 'aligned' and self.framing != 'problem':
       raise ValueError("layout 'aligned' is for the 'problem' framing only")
+    if self.positions not in POSITIONS:
+      raise ValueError(f'positions must be one of {POSITIONS}, got {self.positions!r}')
+    if self.positions == 'places' and self.layout != 'aligned':
+      raise ValueError("positions 'places' needs the 'aligned' layout (and 'problem' framing)")
+    if self.place_offset < 0 or (self.place_offset and self.positions != 'places'):
+      raise ValueError(f"place_offset {self.place_offset}: 0, or positive with 'places'")
 
   @property
   def problem_len(self) -> int:
@@ -71,8 +88,12 @@ class Framing:
 
   @property
   def tokens_per_step(self) -> int:
-    """n: input tokens per step."""
+    """n: input tokens per step (in 'places', of a batch with operands of `max_digits`)."""
     return self.problem_len + 1 if self.framing == 'problem' else 1
+
+  def step_tokens(self, digits: int) -> int:
+    """n of a batch of operands up to `digits` digits (`tokens_per_step` in 'slots')."""
+    return 2 * digits + 3 if self.positions == 'places' else self.tokens_per_step
 
   def num_steps(self, digits: int) -> int:
     """S for operands of up to `digits` digits (answer of up to 2*digits digits, then EOS)."""
@@ -96,16 +117,19 @@ class Framing:
     d = tok.number_to_tokens(number)
     return d[::-1] if self.digit_order == 'lsb' else d
 
-  def _operand(self, number: int) -> List[int]:
+  def _operand(self, number: int, width: int) -> List[int]:
     digits = self._digits(number)
     if self.layout == 'packed':
       return digits
-    padding = [tok.PAD_TOKEN] * (self.max_digits - len(digits))
+    padding = [tok.PAD_TOKEN] * (width - len(digits))
     return digits + padding if self.digit_order == 'lsb' else padding + digits
 
-  def problem_tokens(self, a: int, b: int) -> List[int]:
-    """`a×b<EOS>` in this framing's digit order and layout."""
-    return self._operand(a) + [tok.TIMES_TOKEN] + self._operand(b) + [tok.EOS_TOKEN]
+  def problem_tokens(self, a: int, b: int, digits: Optional[int] = None) -> List[int]:
+    """`a×b<EOS>` in this framing's digit order and layout, in a batch of operands up to
+    `digits` digits (default `max_digits`)."""
+    width = (digits or self.max_digits) if self.positions == 'places' else self.max_digits
+    return (self._operand(a, width) + [tok.TIMES_TOKEN] + self._operand(b, width)
+            + [tok.EOS_TOKEN])
 
   def answer_tokens(self, product: int) -> List[int]:
     """The product's digits in this framing's digit order, then EOS."""
@@ -126,11 +150,18 @@ class Framing:
       digits = digits[::-1]
     return tok.tokens_to_number(digits)
 
-  def encode(self, a: np.ndarray, b: np.ndarray, digits: int) -> Dict[str, np.ndarray]:
+  def encode(self, a: np.ndarray, b: np.ndarray, digits: int,
+             offsets: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """Encodes operand arrays `[B]` into a teacher-forced batch with S = num_steps(digits).
 
+    Args:
+      a, b: the operands `[B]`.
+      digits: the batch's operand length (at least the longest operand's).
+      offsets: `[B]` place offsets ('places' only; default 0: evaluation and inference).
+
     Returns:
-      dict with `inputs [B, S, n]` int32, `targets [B, S]` int32, `a [B]`, `b [B]` int64.
+      dict with `inputs [B, S, n]` int32 (n = `step_tokens(digits)`), `targets [B, S]` int32,
+      `a [B]`, `b [B]` int64, and in 'places' `offsets [B]` int32.
     """
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
@@ -140,11 +171,13 @@ class Framing:
     if longest > min(digits, self.max_digits):
       raise ValueError(f'an operand has {longest} digits; this batch allows '
                        f'{min(digits, self.max_digits)} (model max_digits={self.max_digits})')
+    if offsets is not None and self.positions != 'places':
+      raise ValueError("place offsets are for positions 'places' only")
     batch, steps, start = len(a), self.num_steps(digits), self.answer_start(digits)
-    inputs = np.full((batch, steps, self.tokens_per_step), tok.PAD_TOKEN, np.int32)
+    inputs = np.full((batch, steps, self.step_tokens(digits)), tok.PAD_TOKEN, np.int32)
     targets = np.full((batch, steps), tok.PAD_TOKEN, np.int32)
     for i, (x, y) in enumerate(zip(a.tolist(), b.tolist())):
-      problem = self.problem_tokens(x, y)
+      problem = self.problem_tokens(x, y, digits)
       answer = self.answer_tokens(x * y)
       targets[i, start:start + len(answer)] = answer
       if self.framing == 'problem':
@@ -153,7 +186,11 @@ class Framing:
         inputs[i, :len(problem), 0] = problem
       # Teacher forcing: the token predicted at step t is the input of step t + 1.
       inputs[i, start + 1:start + len(answer), -1] = answer[:-1]
-    return {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
+    encoded = {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
+    if self.positions == 'places':
+      encoded['offsets'] = np.zeros(batch, np.int32) if offsets is None else \
+          np.asarray(offsets, np.int32)
+    return encoded
 
 
 def longest_operand(*operands) -> int:
@@ -289,7 +326,14 @@ class MultiplicationDataset:
 
   def generate_batch(self) -> Dict[str, np.ndarray]:
     """A batch, encoded (see `Framing.encode` for its arrays)."""
-    return self.framing.encode(*self.draw_operands())
+    return self.framing.encode(*self.draw_operands(), self.draw_offsets())
+
+  def draw_offsets(self) -> Optional[np.ndarray]:
+    """The place offsets of a batch, `[B]` uniform in `[0, framing.place_offset]`, drawn
+    after its operands; None (and nothing drawn) when `place_offset` is 0."""
+    if not self.framing.place_offset:
+      return None
+    return self.rng.integers(0, self.framing.place_offset + 1, size=self.batch_size)
 
   def draw_operands(self) -> Tuple[np.ndarray, np.ndarray, int]:
     """The operands of a batch: `(a [B], b [B], digits)`, no pair held out, augmented;

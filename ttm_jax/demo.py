@@ -93,8 +93,9 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sy
              stdout: TextIO = sys.stdout) -> int:
   """The interactive loop; returns the exit code (0)."""
   params, meta = ckpt.load_params(workdir, config)
-  max_digits = evaluate.checkpoint_digits(workdir, meta, config)
-  demo = Demo(factory.make_model(config), params, config, max_digits)
+  max_digits = evaluate.answerable_digits(workdir, meta, config)
+  demo = Demo(factory.make_model(config), params, config,
+              evaluate.checkpoint_digits(workdir, meta, config))
   stdout.write(f'TTM multiplication demo ({jax.devices()[0].platform}): type a problem like '
                f'123×45 or 123*45 (operands up to {max_digits} digits), or quit.\n')
   while True:
@@ -105,7 +106,7 @@ def run_demo(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sy
       stdout.write('\n' if not line else '')
       return 0
     try:
-      a, b = tok.parse_problem(line, max_digits)
+      a, b = tok.parse_problem(line, max_digits, evaluate.BOUNDS[config.task.positions])
     except ValueError as e:
       stdout.write(f'error: {e}\n')
       continue

@@ -159,7 +159,7 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
                                              start, True)
   if jax.process_index() != 0:
     return []
-  summary = model_summary(model, framing)
+  summary = dict(model_summary(model, framing), n=int(encoded['inputs'].shape[-1]))
   paths = []
   for key, x, y, predicted in zip(recorder.sequences(), a.tolist(), b.tolist(),
                                   np.asarray(predictions)):
@@ -237,6 +237,20 @@ def checkpoint_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDic
                 'the stages %s up to train.last_stage=%d', workdir, tc.stages, tc.last_stage)
     stage = tc.last_stage if tc.last_stage in order else order[-1]
   return max(data_lib.stage_digits(s) for s in order[:order.index(stage) + 1])
+
+
+# What bounds the operands a model answers, by `config.task.positions` (`tokens.parse_problem`).
+BOUNDS = {'slots': 'was trained on', 'places': 'takes'}
+
+
+def answerable_digits(workdir: str, meta: Dict, config: ml_collections.ConfigDict) -> int:
+  """The longest operand, in digits, that --mode=predict/trace/demo give the checkpoint in
+  `workdir`: `config.task.max_digits` for a 'places' model (nothing in it is tied to the
+  length it was trained on: it may be asked longer problems), else the longest it was trained
+  on (`checkpoint_digits`)."""
+  if config.task.positions == 'places':
+    return config.task.max_digits
+  return checkpoint_digits(workdir, meta, config)
 
 
 def evaluate_sizes(model, params, config: ml_collections.ConfigDict,

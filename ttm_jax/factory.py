@@ -23,7 +23,7 @@ def make_framing(config: ml_collections.ConfigDict) -> data.Framing:
   """The step framing of `config.task`."""
   try:
     return data.Framing(config.task.max_digits, config.task.framing, config.task.digit_order,
-                       config.task.layout)
+                       config.task.layout, config.task.positions, config.task.place_offset)
   except ValueError as e:
     raise ConfigError(f'config.task: {e}') from None
 
@@ -46,9 +46,12 @@ def make_model(config: ml_collections.ConfigDict):
     return baseline.MultiplicationTransformer(
         hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
         mlp_dim=m.mlp_dim, max_len=framing.num_steps(framing.max_digits))
+  # Tables that hold the largest offset ('places') on the longest operand accepted.
+  max_steps = framing.num_steps(framing.max_digits) + 2 * framing.place_offset
   return MultiplicationTTM(
       hidden_size=m.hidden_size, tokens_per_step=framing.tokens_per_step,
-      max_steps=framing.num_steps(framing.max_digits) if m.step_embedding else 0,
+      max_steps=max_steps if m.step_embedding else 0, positions=framing.positions,
+      max_places=framing.max_digits + framing.place_offset, digit_order=framing.digit_order,
       process_size=m.process_size, memory_size=m.memory_size, memory_mode=m.memory_mode,
       processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,

@@ -5,7 +5,8 @@ Write: summarize `concat(memory, inputs, outputs)` `[m+n+r, d]` to m tokens, or 
 paper's comparison writes: erase/add (Scenic's, or the NTM's), or a FIFO that keeps the last m
 tokens.
 
-Pure single-example functions first (vmap/jit-able), then the Flax modules.
+Pure functions first (those of one example vmap/jit-able), then the Flax modules. The read and
+write take an optional input mask: inputs it marks False (padding) are left out of the summary.
 """
 
 import flax.linen as nn
@@ -36,6 +37,15 @@ def concat_for_write(memory: jnp.ndarray, inputs: jnp.ndarray,
                      outputs: jnp.ndarray) -> jnp.ndarray:
   """`[m, d]`, `[n, d]`, `[r, d]` -> `[m+n+r, d]`: the tokens the write summarizes."""
   return jnp.concatenate([memory, inputs, outputs], axis=-2)
+
+
+def summary_mask(memory: jnp.ndarray, input_mask: jnp.ndarray, extra: int = 0):
+  """The summarizer's mask of `[memory; inputs; extra tokens]`: `[B, m+n+extra]` with memory
+  and extra tokens kept, or None without an `input_mask [B, n]`."""
+  if input_mask is None:
+    return None
+  keep = lambda count: jnp.ones((input_mask.shape[0], count), bool)
+  return jnp.concatenate([keep(memory.shape[1]), input_mask, keep(extra)], axis=1)
 
 
 def fifo_write(memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray) -> jnp.ndarray:
@@ -91,22 +101,30 @@ class MemoryRead(nn.Module):
     summarizer: 'mlp', 'mha' or 'pool' (`summarize.SUMMARIZERS`).
     use_positional_embedding: add a learned embedding per position of `[memory; inputs]`
       (tells memory tokens from input tokens, and addresses memory by location).
+    input_positions: the position embedding covers the input tokens too (Scenic's; its size
+      then fixes n); False: the memory's positions only, so that any number of input tokens
+      can be read (inputs that say what they are by their own embeddings, issue 36).
     dropout_rate: summarizer dropout.
   """
   num_tokens: int
   summarizer: str = 'mlp'
   use_positional_embedding: bool = False
+  input_positions: bool = True
   dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
-    """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`."""
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
+               input_mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`; inputs where `input_mask [B, n]` is False are
+    left out."""
+    if self.use_positional_embedding and not self.input_positions:
+      memory = AddPositionEmbedding(name='read_pos_embed')(memory)
     tokens = jax.vmap(concat_memory_input)(memory, inputs)  # Shape: [B, m+n, d].
-    if self.use_positional_embedding:
+    if self.use_positional_embedding and self.input_positions:
       tokens = AddPositionEmbedding(name='read_pos_embed')(tokens)
     return summarize.make_summarizer(self.summarizer, self.num_tokens, self.dropout_rate,
-                                     name='summarize')(tokens, train)
+                                     name='summarize')(
+                                         tokens, train, summary_mask(memory, input_mask))
 
 
 class EraseAddWrite(nn.Module):
@@ -173,18 +191,22 @@ class MemoryWrite(nn.Module):
     use_positional_embedding: add a learned embedding per position of
       `[memory; inputs; outputs]` before summarizing (not in the erase/add writes, which do
       not summarize: Scenic creates that embedding in 'TL-AddErase' and never uses it).
+    input_positions: as in `MemoryRead` (False: an embedding per position of
+      `[memory; outputs]`, none on the inputs).
     dropout_rate: dropout of the write (none in 'TL-AddErase': Scenic builds that write
       without passing its dropout rate on).
   """
   memory_size: int
   memory_mode: str = 'TL'
   use_positional_embedding: bool = False
+  input_positions: bool = True
   dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, outputs: jnp.ndarray,
-               train: bool = False) -> jnp.ndarray:
-    """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`."""
+               train: bool = False, input_mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, m, d]`, `[B, n, d]`, `[B, r, d]` -> `[B, m, d]`; inputs where `input_mask [B, n]`
+    is False are left out."""
     summarizer, method = MEMORY_MODES[self.memory_mode]
     if method == 'erase_add':
       return EraseAddWrite(name='erase_add')(memory, outputs, train)
@@ -193,8 +215,14 @@ class MemoryWrite(nn.Module):
           memory, outputs, train)
     if method == 'fifo':
       return jax.vmap(fifo_write)(memory, inputs, outputs)
+    if self.use_positional_embedding and not self.input_positions:
+      fixed = AddPositionEmbedding(name='write_pos_embed')(
+          jnp.concatenate([memory, outputs], axis=1))  # Shape: [B, m+r, d].
+      memory, outputs = fixed[:, :memory.shape[1]], fixed[:, memory.shape[1]:]
     tokens = jax.vmap(concat_for_write)(memory, inputs, outputs)  # Shape: [B, m+n+r, d].
-    if self.use_positional_embedding:
+    if self.use_positional_embedding and self.input_positions:
       tokens = AddPositionEmbedding(name='write_pos_embed')(tokens)
     return summarize.make_summarizer(summarizer, self.memory_size, self.dropout_rate,
-                                     name='summarize')(tokens, train)
+                                     name='summarize')(
+                                         tokens, train,
+                                         summary_mask(memory, input_mask, outputs.shape[1]))

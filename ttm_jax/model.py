@@ -4,6 +4,20 @@
 head -> logits [B, S, 13]`. `step` is the same model on one step with the memory handed in and
 out (streaming inference), sharing every parameter with `__call__`.
 
+Where a token sits (`positions`): 'slots' adds an embedding per input slot, so n is fixed.
+'places' (issue 36; Abacus embeddings, McLeish et al. 2024) adds an embedding of the token's
+role (a-digit, ×, b-digit, EOS, previous answer) and, to operand digits, one of their place
+value (0 = units), so that the same digit pair meets at the same place whatever the
+operands' lengths: a problem of any length up to `max_places` is read, with n = 2 * digits + 3.
+Operand slots that hold padding are left out of the memory's read and write (`input_mask`),
+so a problem's answer does not depend on the length it was padded to, and the TTM's read and
+write position embeddings cover the memory (and the write's outputs) only: the inputs say
+where they sit by their own embeddings, and an embedding per input slot would tie the
+parameters to n, the trained length (`ttm.TokenTuringMachineUnit.input_positions`). A training example's
+place offset o shifts its place indices by o and its step indices by 2o (the units digits of
+both operands then meet at step 2o), so that training on short operands trains the
+embeddings of the higher places too.
+
 Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
 bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
 output head, the logits and every parameter stay float32.
@@ -14,6 +28,7 @@ from typing import Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ttm_jax import tokens as tok
 from ttm_jax.dropout import Dropout
@@ -24,6 +39,27 @@ ENCODER_METHODS = ('__call__', 'initial_memory', 'step', 'scan_steps')
 DIGIT_MASK_BIAS = -1000.0  # Added to digit logits after the first predicted EOS.
 EOS_BOOST = 1000.0  # Added to the EOS logit after the first predicted EOS.
 HEAD_WIDTHS = (128, 64)  # Hidden widths of the output head.
+POSITIONS = ('slots', 'places')
+ROLES = ('a', 'times', 'b', 'eos', 'answer')  # The roles of a step's tokens in 'places'.
+
+
+def operand_roles(roles: np.ndarray) -> np.ndarray:
+  """Where `roles` (indices into ROLES) are operand digits: bool, same shape."""
+  return (roles == ROLES.index('a')) | (roles == ROLES.index('b'))
+
+
+def place_layout(tokens_per_step: int, digit_order: str) -> Tuple[np.ndarray, np.ndarray]:
+  """Role (index into ROLES) and place value of each token of a 'places' step,
+  `a×b<EOS><answer>` with both operands in aligned slots of `(n - 3) / 2` digits.
+
+  Returns:
+    `(roles [n], places [n])` int32; the place is 0 where the token is not an operand digit.
+  """
+  digits = (tokens_per_step - 3) // 2
+  operand = np.arange(digits) if digit_order == 'lsb' else np.arange(digits)[::-1]
+  roles = np.repeat(np.arange(len(ROLES)), [digits, 1, digits, 1, 1])
+  places = np.concatenate([operand, [0], operand, [0, 0]])
+  return roles.astype(np.int32), places.astype(np.int32)
 
 
 class OutputHead(nn.Module):
@@ -83,8 +119,11 @@ class MultiplicationTTM(nn.Module):
 
   Attributes:
     hidden_size: d, the token width.
-    tokens_per_step: n, input tokens per step.
+    tokens_per_step: n, input tokens per step ('slots'; in 'places' any n of the layout).
     max_steps: the step-embedding table size (0: no step embedding).
+    positions: 'slots' or 'places' (module docstring).
+    max_places: the place-value table size ('places').
+    digit_order: 'lsb' or 'msb', the operands' digit order ('places': where each place is).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
@@ -96,6 +135,9 @@ class MultiplicationTTM(nn.Module):
   hidden_size: int = 128
   tokens_per_step: int = 11
   max_steps: int = 11
+  positions: str = 'slots'
+  max_places: int = 0
+  digit_order: str = 'lsb'
   process_size: int = 16
   memory_size: int = 96
   memory_mode: str = 'TL'
@@ -117,7 +159,11 @@ class MultiplicationTTM(nn.Module):
     self.token_embed = nn.Embed(
         tok.VOCAB_SIZE, self.hidden_size,
         embedding_init=nn.initializers.normal(stddev=self.token_embed_stddev))
-    self.pos_embed = nn.Embed(self.tokens_per_step, self.hidden_size)
+    if self.positions == 'slots':
+      self.pos_embed = nn.Embed(self.tokens_per_step, self.hidden_size)
+    else:
+      self.role_embed = nn.Embed(len(ROLES), self.hidden_size)
+      self.place_embed = nn.Embed(self.max_places, self.hidden_size)
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
@@ -134,25 +180,44 @@ class MultiplicationTTM(nn.Module):
         use_positional_embedding=self.use_positional_embedding,
         dropout_rate=self.dropout_rate, memory_init=self.memory_init,
         simple_unit=self.simple_unit, scan=self.scan, scan_unroll=self.scan_unroll,
-        remat=self.remat)
+        remat=self.remat, input_positions=self.positions == 'slots')
     self.head = OutputHead(self.dropout_rate)
 
-  def embed(self, tokens: jnp.ndarray, steps: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+  def embed(self, tokens: jnp.ndarray, steps: jnp.ndarray, train: bool = False,
+            offsets: jnp.ndarray = None) -> jnp.ndarray:
     """Token + position (+ step) embeddings, LayerNorm, dropout.
 
     Args:
-      tokens: `[..., n]` int tokens.
+      tokens: `[B, ..., n]` int tokens.
       steps: step index of each row of tokens, broadcastable to `tokens.shape[:-1]`.
       train: enables dropout.
+      offsets: `[B]` place offsets ('places'; None: 0).
 
     Returns:
-      `[..., n, d]`.
+      `[B, ..., n, d]`.
     """
-    x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
+    if self.positions == 'slots':
+      x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
+    else:
+      roles, places = place_layout(tokens.shape[-1], self.digit_order)
+      if offsets is not None:  # Shape: [B, 1, ..., 1], as tokens.
+        offsets = offsets.reshape(offsets.shape + (1,) * (tokens.ndim - 1))
+        places, steps = places + offsets, steps + 2 * offsets[..., 0]
+      digit = jnp.asarray(operand_roles(roles))[:, None]  # Shape: [n, 1].
+      x = (self.token_embed(tokens) + self.role_embed(roles)
+           + jnp.where(digit, self.place_embed(places), 0.0))
     if self.max_steps:
       steps = jnp.broadcast_to(steps, tokens.shape[:-1])
       x = x + self.step_embed(steps)[..., None, :]
     return self.embed_dropout(self.embed_norm(x), train)
+
+  def input_mask(self, tokens: jnp.ndarray):
+    """`[..., n]` -> where the encoder reads a token ('places': all but the padding of the
+    operand slots), `[..., n]` bool; None in 'slots' (every token is read)."""
+    if self.positions == 'slots':
+      return None
+    roles, _ = place_layout(tokens.shape[-1], self.digit_order)
+    return ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
 
   def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """TTM outputs `[..., r, d]` -> vocabulary logits `[..., 13]` (mean over the r tokens)."""
@@ -177,12 +242,12 @@ class MultiplicationTTM(nn.Module):
       see `decode.py`).
     """
     x = self.embed(step_tokens, step_index, train).astype(COMPUTE_DTYPES[self.compute_dtype])
-    memory, outputs = self.encoder.step(memory, x, train)
+    memory, outputs = self.encoder.step(memory, x, train, self.input_mask(step_tokens))
     self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
     return memory, self.logits(outputs, train)
 
-  def __call__(self, inputs: jnp.ndarray, train: bool = False,
-               answer_start: int = 0) -> jnp.ndarray:
+  def __call__(self, inputs: jnp.ndarray, train: bool = False, answer_start: int = 0,
+               offsets: jnp.ndarray = None) -> jnp.ndarray:
     """Teacher-forced pass over all steps.
 
     Args:
@@ -190,13 +255,15 @@ class MultiplicationTTM(nn.Module):
       train: enables dropout; off, logits after the first predicted EOS are masked.
       answer_start: the first step that predicts an answer token; an EOS predicted before it
         does not count (`Framing.answer_start`).
+      offsets: `[B]` place offsets of training examples ('places'; None: 0).
 
     Returns:
       logits `[B, S, 13]`.
     """
-    x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train)  # [B, S, n, d].
-    x = x.astype(COMPUTE_DTYPES[self.compute_dtype])
+    x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train, offsets)
+    x = x.astype(COMPUTE_DTYPES[self.compute_dtype])  # Shape: [B, S, n, d].
     memory = self.initial_memory(inputs.shape[0])
-    outputs = self.encoder.scan_steps(memory, x, train)[1]  # Shape: [B, S, r, d].
+    outputs = self.encoder.scan_steps(memory, x, train,
+                                      self.input_mask(inputs))[1]  # Shape: [B, S, r, d].
     logits = self.logits(outputs, train)
     return logits if train else mask_after_answer_eos(logits, answer_start)

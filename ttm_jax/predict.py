@@ -1,6 +1,7 @@
 """Problems a person gives: `--mode=predict` (answers for problems read from a stream) and
 `--mode=trace` (one problem traced into dump files), for operands no longer than the checkpoint
-was trained on (`evaluate.checkpoint_digits`)."""
+was trained on (`evaluate.checkpoint_digits`), or for a 'places' model (`config.task.positions`)
+up to `config.task.max_digits` (`evaluate.answerable_digits`)."""
 
 import itertools
 import sys
@@ -30,7 +31,8 @@ def run_trace(config: ml_collections.ConfigDict, workdir: str, problem: str,
   params, meta = ckpt.load_params(workdir, config)
   trained_digits = evaluate.checkpoint_digits(workdir, meta, config)
   try:
-    a, b = tok.parse_problem(problem, trained_digits)
+    a, b = tok.parse_problem(problem, evaluate.answerable_digits(workdir, meta, config),
+                             evaluate.BOUNDS[config.task.positions])
   except ValueError as e:
     raise factory.ConfigError(f'--problem: {e}') from None
   dump_dir = outputs.trace_dir(outputs.output_dir(workdir, out), a, b)
@@ -52,7 +54,7 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
                   max_digits: int) -> List[str]:
   """One output line per input line: the product's digits, or `error: <why>`.
 
-  Operands may have up to `max_digits` digits (`evaluate.checkpoint_digits`). Each problem is
+  Operands may have up to `max_digits` digits (`evaluate.answerable_digits`). Each problem is
   decoded over the steps its own operands need (`Framing.encoding_digits`), in padded batches
   of `PREDICT_CHUNK`, so its answer does not depend on the lines around it.
   """
@@ -62,7 +64,7 @@ def predict_lines(model, params, config: ml_collections.ConfigDict, lines: List[
   operands = {}
   for i, line in enumerate(lines):
     try:
-      operands[i] = tok.parse_problem(line, max_digits)
+      operands[i] = tok.parse_problem(line, max_digits, evaluate.BOUNDS[config.task.positions])
     except ValueError as e:
       outputs[i] = f'error: {e}'
       continue
@@ -100,9 +102,9 @@ def predict_stream(model, params, config: ml_collections.ConfigDict, max_digits:
 
 def run_predict(config: ml_collections.ConfigDict, workdir: str, stdin: TextIO = sys.stdin,
                 stdout: TextIO = sys.stdout) -> int:
-  """`predict_stream` with the workdir's best checkpoint, for operands up to the digits it was
-  trained on (`evaluate.checkpoint_digits`); returns 1 if any line was an error, else 0."""
+  """`predict_stream` with the workdir's best checkpoint, for operands up to
+  `evaluate.answerable_digits`; returns 1 if any line was an error, else 0."""
   params, meta = ckpt.load_params(workdir, config)
-  max_digits = evaluate.checkpoint_digits(workdir, meta, config)
+  max_digits = evaluate.answerable_digits(workdir, meta, config)
   return int(predict_stream(factory.make_model(config), params, config, max_digits, stdin,
                             stdout))

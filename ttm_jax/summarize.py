@@ -3,7 +3,9 @@
 The pure functions work on one example (`[N, d]`) and are `jax.vmap`/`jax.jit`-able; the
 Flax modules wrap them for batches (`[B, N, d]`). Every summarizer also sows its weights
 `[B, k, N]` into the `intermediates` collection as `weights` (free unless that collection is
-mutable), so tracing can show which tokens each summary token was made of.
+mutable), so tracing can show which tokens each summary token was made of. The learned summarizers
+take an optional `mask [B, N]`: tokens where it is False get no weight (padding, issue 36), so
+the summary is the one of the other tokens alone.
 """
 
 import flax.linen as nn
@@ -65,13 +67,16 @@ class TokenLearner(nn.Module):
   dropout_rate: float = 0.0
 
   @nn.compact
-  def __call__(self, tokens: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    """`[B, N, d]` -> `[B, k, d]`."""
+  def __call__(self, tokens: jnp.ndarray, train: bool = False,
+               mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, N, d]` (and `mask [B, N]`) -> `[B, k, d]`."""
     x = nn.LayerNorm(name='norm')(tokens)
     x = mlp_dense(self.bottleneck_dim, 'hidden')(x)
     x = Dropout(self.dropout_rate)(nn.gelu(x), train)
     logits = mlp_dense(self.num_tokens, 'scores')(x)  # Shape: [B, N, k].
     logits = Dropout(self.dropout_rate)(logits, train)
+    if mask is not None:
+      logits = jnp.where(mask[:, :, None], logits, -jnp.inf)
     weights = jax.vmap(normalize_weights)(logits)  # Shape: [B, k, N].
     self.sow('intermediates', 'weights', weights)
     return jax.vmap(weighted_sum)(tokens, weights)
@@ -88,15 +93,17 @@ class TokenLearnerMHA(nn.Module):
   num_heads: int = 8
 
   @nn.compact
-  def __call__(self, tokens: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    """`[B, N, d]` -> `[B, k, d]`."""
+  def __call__(self, tokens: jnp.ndarray, train: bool = False,
+               mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, N, d]` (and `mask [B, N]`) -> `[B, k, d]`."""
     del train  # Deterministic, as in Scenic.
     batch, _, dim = tokens.shape
     queries = self.param('queries', nn.initializers.normal(stddev=0.02),
                          (self.num_tokens, dim))
     queries = jnp.broadcast_to(queries, (batch, self.num_tokens, dim))
     attention = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name='attention')
-    summary = attention(queries, tokens, deterministic=True, sow_weights=True)
+    summary = attention(queries, tokens, deterministic=True, sow_weights=True,
+                        mask=None if mask is None else mask[:, None, None, :])
     return summary
 
 
@@ -105,9 +112,12 @@ class PoolingSummarizer(nn.Module):
   num_tokens: int
 
   @nn.compact
-  def __call__(self, tokens: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-    """`[B, N, d]` -> `[B, k, d]`."""
+  def __call__(self, tokens: jnp.ndarray, train: bool = False,
+               mask: jnp.ndarray = None) -> jnp.ndarray:
+    """`[B, N, d]` -> `[B, k, d]` (no `mask`: pooling groups tokens by position)."""
     del train
+    if mask is not None:
+      raise ValueError('pooling summarization cannot leave tokens out (mask)')
     weights = jnp.asarray(pooling_weights(tokens.shape[1], self.num_tokens))
     self.sow('intermediates', 'weights', jnp.broadcast_to(weights, (tokens.shape[0],) +
                                                            weights.shape))

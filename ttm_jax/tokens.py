@@ -50,13 +50,14 @@ def _quoted(text: str) -> str:
   return repr(text) if len(text) <= _SHOWN_CHARS else repr(text[:_SHOWN_CHARS]) + '...'
 
 
-def parse_problem(text: str, max_digits: int = None) -> Tuple[int, int]:
+def parse_problem(text: str, max_digits: int = None,
+                  bound: str = 'was trained on') -> Tuple[int, int]:
   """Parses `123×45`, `123*45` or `123 x 45` (ASCII digits) into its operands.
 
   Raises:
     ValueError: naming the problem, for an empty line, anything else malformed, or an operand
       with more than `max_digits` digits (when given; checked before any conversion, so an
-      operand of any length gets this message).
+      operand of any length gets this message: `the model <bound> operands up to N digits`).
   """
   if not text.strip():
     raise ValueError('empty line: expected a problem like 123×45')
@@ -69,7 +70,7 @@ def parse_problem(text: str, max_digits: int = None) -> Tuple[int, int]:
       digits = len(operand.lstrip('0') or '0')
       if digits > max_digits:
         raise ValueError(f'problem {_quoted(text)}: an operand has {digits} digits; the model '
-                         f'was trained on operands up to {max_digits} '
+                         f'{bound} operands up to {max_digits} '
                          f'digit{"" if max_digits == 1 else "s"}')
   return int(match.group(1)), int(match.group(2))
 

@@ -112,10 +112,10 @@ def from_saved(params, train_state):
 
 
 def loss_fn(model, params, batch: Dict[str, jnp.ndarray], dropout_rng):
-  """Teacher-forced loss of `batch` (`inputs [B, S, n]`, `targets [B, S]`):
-  `(loss, metrics)`, the metrics (loss parts, accuracies) as aux."""
+  """Teacher-forced loss of `batch` (`inputs [B, S, n]`, `targets [B, S]`, and in 'places'
+  `offsets [B]`): `(loss, metrics)`, the metrics (loss parts, accuracies) as aux."""
   logits = model.apply({'params': params}, batch['inputs'], train=True,
-                       rngs={'dropout': dropout_rng})
+                       offsets=batch.get('offsets'), rngs={'dropout': dropout_rng})
   metrics = losses.metrics(logits, batch['targets'])
   return metrics['loss'], metrics
 
@@ -163,11 +163,12 @@ def make_train_step(model, tx, optim_config: ml_collections.ConfigDict, sharding
 
 def draw_batches(dataset: data_lib.MultiplicationDataset, count: int) -> Dict[str, np.ndarray]:
   """`count` batches, encoded once at the longest operand length among them:
-  `inputs [count, B, S, n]`, `targets [count, B, S]`."""
-  drawn = [dataset.draw_operands() for _ in range(count)]
-  digits = max(d for _, _, d in drawn)
-  encoded = [dataset.framing.encode(a, b, digits) for a, b, _ in drawn]
-  return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets')}
+  `inputs [count, B, S, n]`, `targets [count, B, S]` (and in 'places' `offsets [count, B]`)."""
+  drawn = [(*dataset.draw_operands(), dataset.draw_offsets()) for _ in range(count)]
+  digits = max(d for _, _, d, _ in drawn)
+  encoded = [dataset.framing.encode(a, b, digits, o) for a, b, _, o in drawn]
+  return {k: np.stack([e[k] for e in encoded]) for k in ('inputs', 'targets', 'offsets')
+          if k in encoded[0]}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:

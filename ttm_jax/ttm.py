@@ -48,6 +48,9 @@ class TokenTuringMachineUnit(nn.Module):
     num_heads: attention heads in the processing unit.
     use_positional_embedding: learned read/write position embeddings.
     dropout_rate: dropout rate everywhere in the unit.
+    input_positions: the position embeddings cover the input tokens too (Scenic's, fixing n);
+      False: memory and outputs only, so a step may have any number of input tokens
+      (`memory.MemoryRead`).
   """
   process_size: int = 8
   memory_size: int = 64
@@ -58,16 +61,19 @@ class TokenTuringMachineUnit(nn.Module):
   num_heads: int = 12
   use_positional_embedding: bool = False
   dropout_rate: float = 0.0
+  input_positions: bool = True
 
   @nn.compact
-  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
-               train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
+               input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """Applies one step.
 
     Args:
       memory: `[B, m, d]` (`[B, 0, d]` when memory_mode is 'none').
       inputs: `[B, n, d]`, this step's input tokens.
       train: enables dropout.
+      input_mask: `[B, n]` bool, or None: inputs where it is False (padding) are neither
+        read nor written.
 
     Returns:
       `(new_memory [B, m, d], outputs [B, process_size, d])`.
@@ -77,15 +83,17 @@ class TokenTuringMachineUnit(nn.Module):
                        f'{MEMORY_MODES}')
     read_summarizer = mem.MEMORY_MODES.get(self.memory_mode, ('mlp', None))[0]
     read = mem.MemoryRead(self.process_size, read_summarizer, self.use_positional_embedding,
-                          self.dropout_rate, name='read')(memory, inputs, train)
+                          self.input_positions, self.dropout_rate, name='read')(
+                              memory, inputs, train, input_mask)
     outputs = processing.make_processing_unit(
         self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
         self.dropout_rate, name='process')(read, train)  # Shape: [B, r, d].
     if self.memory_mode == 'none':
       return memory, outputs
     new_memory = mem.MemoryWrite(self.memory_size, self.memory_mode,
-                                 self.use_positional_embedding, self.dropout_rate,
-                                 name='write')(memory, inputs, outputs, train)
+                                 self.use_positional_embedding, self.input_positions,
+                                 self.dropout_rate, name='write')(
+                                     memory, inputs, outputs, train, input_mask)
     return new_memory, outputs
 
 
@@ -110,11 +118,12 @@ class TokenTuringMachineSimpleUnit(nn.Module):
   scenic_split: bool = False
 
   @nn.compact
-  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray,
-               train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
-    """`([B, m, d], [B, n, d])` -> `(new_memory [B, m, d], outputs [B, process_size, d])`."""
+  def __call__(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
+               input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """`([B, m, d], [B, n, d])` -> `(new_memory [B, m, d], outputs [B, process_size, d])`;
+    inputs where `input_mask [B, n]` is False are left out of the summary."""
     summary = summarize.TokenLearner(self.process_size, dropout_rate=self.dropout_rate,
-                                     name='summarize')(inputs, train)
+                                     name='summarize')(inputs, train, input_mask)
     tokens = jnp.concatenate([memory, summary], axis=1)  # Shape: [B, m+r, d].
     tokens = processing.make_processing_unit(
         self.processing_unit, self.num_layers, self.num_heads, self.mlp_dim,
@@ -149,9 +158,10 @@ class InitialMemory(nn.Module):
     return jnp.broadcast_to(memory, (batch_size, self.memory_size, dim))
 
 
-def _unit_step(unit: nn.Module, memory: jnp.ndarray, step_inputs: jnp.ndarray, train: bool):
+def _unit_step(unit: nn.Module, memory: jnp.ndarray, step_inputs: jnp.ndarray,
+               input_mask: jnp.ndarray, train: bool):
   """One step computed in the inputs' dtype; the new memory in the memory's dtype."""
-  new_memory, outputs = unit(memory.astype(step_inputs.dtype), step_inputs, train)
+  new_memory, outputs = unit(memory.astype(step_inputs.dtype), step_inputs, train, input_mask)
   return new_memory.astype(memory.dtype), outputs
 
 
@@ -171,6 +181,7 @@ class TokenTuringMachineEncoder(nn.Module):
       (the paper model's fastest step on a CPU; compile time grows with the number of steps).
     remat: recompute each step's activations in the backward pass instead of storing them
       (`nn.remat`): less memory, and no stacking of per-step residuals in the scanned loop.
+    input_positions: see TokenTuringMachineUnit (the simple unit has no position embeddings).
   """
   process_size: int = 8
   memory_size: int = 64
@@ -186,6 +197,7 @@ class TokenTuringMachineEncoder(nn.Module):
   scan: bool = True
   scan_unroll: int = 1
   remat: bool = False
+  input_positions: bool = True
 
   def setup(self):
     if self.simple_unit:
@@ -196,7 +208,7 @@ class TokenTuringMachineEncoder(nn.Module):
       self.unit = TokenTuringMachineUnit(
           self.process_size, self.memory_size, self.memory_mode, self.processing_unit,
           self.num_layers, self.mlp_dim, self.num_heads, self.use_positional_embedding,
-          self.dropout_rate)
+          self.dropout_rate, self.input_positions)
     memory_size = 0 if self.memory_mode == 'none' else self.memory_size
     self.initial = InitialMemory(memory_size, self.memory_init)
 
@@ -204,28 +216,30 @@ class TokenTuringMachineEncoder(nn.Module):
     """The starting memory, `[batch_size, m, dim]`."""
     return self.initial(batch_size, dim)
 
-  def step(self, memory: jnp.ndarray, step_inputs: jnp.ndarray,
-           train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
-    """One streaming step: `([B, m, d], [B, n, d])` -> `([B, m, d], [B, r, d])`."""
-    return _unit_step(self.unit, memory, step_inputs, train)
+  def step(self, memory: jnp.ndarray, step_inputs: jnp.ndarray, train: bool = False,
+           input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    """One streaming step: `([B, m, d], [B, n, d])` -> `([B, m, d], [B, r, d])`
+    (`input_mask [B, n]`: see TokenTuringMachineUnit)."""
+    return _unit_step(self.unit, memory, step_inputs, input_mask, train)
 
-  def scan_steps(self, memory: jnp.ndarray, inputs: jnp.ndarray,
-                 train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  def scan_steps(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
+                 input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """All steps from a given memory: `([B, m, d], [B, S, n, d])` ->
-    `(final memory [B, m, d], outputs [B, S, r, d])`."""
-    step_fn = nn.remat(_unit_step, prevent_cse=not self.scan, static_argnums=(3,)) \
+    `(final memory [B, m, d], outputs [B, S, r, d])` (`input_mask [B, S, n]` or None)."""
+    step_fn = nn.remat(_unit_step, prevent_cse=not self.scan, static_argnums=(4,)) \
         if self.remat else _unit_step
     if not self.scan:
       outputs = []
       for t in range(inputs.shape[1]):
-        memory, step_outputs = step_fn(self.unit, memory, inputs[:, t], train)
+        step_mask = None if input_mask is None else input_mask[:, t]
+        memory, step_outputs = step_fn(self.unit, memory, inputs[:, t], step_mask, train)
         outputs.append(step_outputs)
       return memory, jnp.stack(outputs, axis=1)
     scan = nn.scan(step_fn, variable_broadcast='params',
                    variable_axes={'intermediates': 1},
                    split_rngs={'params': False, 'dropout': True},
-                   in_axes=(1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
-    return scan(self.unit, memory, inputs, train)
+                   in_axes=(1, 1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
+    return scan(self.unit, memory, inputs, input_mask, train)
 
   def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """`[B, S, n, d]` -> `[B, S, process_size, d]`, starting from the initial memory."""
