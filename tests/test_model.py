@@ -288,3 +288,28 @@ def test_places_step_reproduces_the_teacher_forced_pass(places):
   expected = model_lib.apply_eos_masking(
       unmasked, model_lib.after_first_eos(model_lib.detect_eos(unmasked)))
   np.testing.assert_allclose(model.apply({'params': params}, inputs), expected, atol=1e-5)
+
+
+def test_coupled_places_pair_the_digits_of_each_answer_place():
+  config = mult.get_config('runlocal,coupled')
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  tokens = jnp.asarray(framing.encode(np.array([52]), np.array([61]), 2)['inputs'])
+  params = model.init(jax.random.PRNGKey(0), tokens)['params']
+  offset = 2
+  x = model.apply({'params': params}, tokens, jnp.arange(5)[None], offsets=jnp.array([offset]),
+                  method=model.embed)
+  embedding = lambda name, index: params[name]['embedding'][index]
+  norm = lambda raw: nn.LayerNorm().apply({'params': params['embed_norm']}, raw)
+  roles, _ = model_lib.place_layout(7, 'lsb')  # a0 a1 × b0 b1 EOS answer.
+  unpaired = params['place_embed']['embedding'].shape[0] - 1
+  for t in range(5):
+    for slot, j in ((3, 0), (4, 1)):  # b_j: place t - j (its partner a_(t-j)), or unpaired.
+      place = t - j + offset if t >= j else unpaired
+      raw = (embedding('token_embed', int(tokens[0, t, slot])) + embedding('role_embed', roles[slot])
+             + embedding('place_embed', place) + embedding('step_embed', t + 2 * offset))
+      np.testing.assert_allclose(x[0, t, slot], norm(raw), atol=1e-5)
+    # a_i keeps its own place: a_1 and b_(t-1) share place 1 + offset at every step t >= 1.
+    raw = (embedding('token_embed', int(tokens[0, t, 1])) + embedding('role_embed', roles[1])
+           + embedding('place_embed', 1 + offset) + embedding('step_embed', t + 2 * offset))
+    np.testing.assert_allclose(x[0, t, 1], norm(raw), atol=1e-5)
+

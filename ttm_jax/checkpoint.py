@@ -33,7 +33,7 @@ UNMATCHED_FIELDS = ('scan', 'scan_unroll', 'remat', 'compute_dtype')
 ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,
                 ('task', 'layout'): 'packed', ('model', 'remat'): False,
                 ('model', 'compute_dtype'): 'float32', ('task', 'positions'): 'slots',
-                ('task', 'place_offset'): 0}
+                ('task', 'place_offset'): 0, ('task', 'coupled'): False}
 
 
 class CheckpointError(RuntimeError):

@@ -162,6 +162,13 @@ def _place_offset(value, config) -> Optional[str]:
   return None
 
 
+def _coupled(value, config) -> Optional[str]:
+  if value and (config.task.positions != 'places' or config.task.digit_order != 'lsb'):
+    return ("coupling is for config.task.positions='places' with config.task.digit_order="
+            "'lsb' (the step then says which answer place is written)")
+  return None
+
+
 def _kind(value, config) -> Optional[str]:
   if value == 'transformer' and config.task.framing != 'stream':
     return "'transformer' reads one token per step: it needs config.task.framing='stream'"
@@ -205,6 +212,7 @@ RULES = {
     'task.layout': both(one_of(data.LAYOUTS), _layout),
     'task.positions': both(one_of(data.POSITIONS), _positions),
     'task.place_offset': both(integer(0, 100), _place_offset),
+    'task.coupled': both(boolean, _coupled),
     'model.kind': both(one_of(factory.MODEL_KINDS), _kind),
     'model.hidden_size': both(POSITIVE, divisibility('model.num_heads', divides=False)),
     'model.memory_size': POSITIVE,

@@ -16,7 +16,10 @@ where they sit by their own embeddings, and an embedding per input slot would ti
 parameters to n, the trained length (`ttm.TokenTuringMachineUnit.input_positions`). A training example's
 place offset o shifts its place indices by o and its step indices by 2o (the units digits of
 both operands then meet at step 2o), so that training on short operands trains the
-embeddings of the higher places too.
+embeddings of the higher places too. With `coupled` (position coupling, Cho et al. 2024, made
+per step), a b digit's place is instead the place of the a digit it pairs with at this step:
+at step t, b_j gets place t - j, so a_i and b_(t-i), whose product is in answer digit t, carry
+the same place embedding (a b digit with no partner, j > t, gets a place of its own).
 
 Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
 bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
@@ -124,6 +127,8 @@ class MultiplicationTTM(nn.Module):
     positions: 'slots' or 'places' (module docstring).
     max_places: the place-value table size ('places').
     digit_order: 'lsb' or 'msb', the operands' digit order ('places': where each place is).
+    coupled: 'places' with a b digit at the place of its a partner of the step (module
+      docstring; 'lsb' only).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
@@ -138,6 +143,7 @@ class MultiplicationTTM(nn.Module):
   positions: str = 'slots'
   max_places: int = 0
   digit_order: str = 'lsb'
+  coupled: bool = False
   process_size: int = 16
   memory_size: int = 96
   memory_mode: str = 'TL'
@@ -163,7 +169,8 @@ class MultiplicationTTM(nn.Module):
       self.pos_embed = nn.Embed(self.tokens_per_step, self.hidden_size)
     else:
       self.role_embed = nn.Embed(len(ROLES), self.hidden_size)
-      self.place_embed = nn.Embed(self.max_places, self.hidden_size)
+      # (Coupled: one more row, the place of a b digit with no partner at the step.)
+      self.place_embed = nn.Embed(self.max_places + self.coupled, self.hidden_size)
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
@@ -200,9 +207,15 @@ class MultiplicationTTM(nn.Module):
       x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
     else:
       roles, places = place_layout(tokens.shape[-1], self.digit_order)
+      unpaired = False
+      if self.coupled:  # b_j at step t: place t - j, its a partner's. Shape: [..., n].
+        step_of_token = jnp.broadcast_to(steps, tokens.shape[:-1])[..., None]
+        places = jnp.where(roles == ROLES.index('b'), step_of_token - places, places)
+        unpaired = places < 0
       if offsets is not None:  # Shape: [B, 1, ..., 1], as tokens.
         offsets = offsets.reshape(offsets.shape + (1,) * (tokens.ndim - 1))
         places, steps = places + offsets, steps + 2 * offsets[..., 0]
+      places = jnp.where(unpaired, self.max_places, places)
       digit = jnp.asarray(operand_roles(roles))[:, None]  # Shape: [n, 1].
       x = (self.token_embed(tokens) + self.role_embed(roles)
            + jnp.where(digit, self.place_embed(places), 0.0))
