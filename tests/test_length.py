@@ -55,6 +55,21 @@ def test_tool_scores_each_length_and_says_which_it_cannot_encode(places_run, tmp
   assert '| 13x13 (longer than trained) | - | cannot encode' in result.stdout
   with open(tmp_path / 'length.png', 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  (best,) = [int(name) for name in os.listdir(os.path.join(workdir, 'best')) if name.isdigit()]
+  assert saved['step'] == best and f'lengths of step {best} ' in result.stdout
+
+
+def test_tool_scores_a_chosen_step_and_names_a_missing_one(places_run, tmp_path):
+  _, workdir = places_run  # Saved steps 10 and 20.
+  tool = lambda step: subprocess.run(
+      [sys.executable, 'tools/length.py', workdir, '--lengths=1', '--count=4', f'--step={step}',
+       f'--out={tmp_path}'], cwd=ROOT, capture_output=True, text=True)
+  result = tool(10)
+  assert result.returncode == 0, result.stderr
+  assert json.load(open(tmp_path / 'length.json'))['step'] == 10
+  result = tool(15)
+  assert result.returncode == 1 and result.stderr.startswith('error: ') and 'no saved step 15' \
+      in result.stderr
 
 
 def test_a_bad_workdir_is_one_error_line(tmp_path):

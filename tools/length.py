@@ -1,11 +1,11 @@
 """Length generalization: how a checkpoint scores L×L problems for each operand length L.
 
-  python tools/length.py WORKDIR [--lengths=1-10] [--count=2000] [--seed=1234] [--out=FOLDER] \
-      [--json=PATH] [--png=PATH]
+  python tools/length.py WORKDIR [--lengths=1-10] [--count=2000] [--seed=1234] [--step=N] \
+      [--out=FOLDER] [--json=PATH] [--png=PATH]
 
 For each length L, `--count` problems of L×L digits (`evaluate.evaluation_problems`: held-out
 pairs where the size has them, every 1×1 problem), drawn with `--seed` and L, are decoded
-greedily with the workdir's best checkpoint and the config in its `config.json`, and scored:
+greedily with the workdir's best checkpoint (or saved `--step`) and the config in its `config.json`, and scored:
 exact match (the decoded answer is the product), per-digit accuracy (the answer's digits, each
 at its step), the EOS's accuracy, and the accuracy at each place of the answer (place 0: the
 units digit, whatever the digit order; a place counts the problems whose answer has it), which
@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,9 +82,9 @@ def score(predictions: np.ndarray, targets: np.ndarray, digit_order: str) -> Dic
           'place_count': counts}
 
 
-def load(workdir: str) -> Tuple:
-  """`(model, params, config, meta)` of the workdir's best checkpoint, with the config it was
-  trained with.
+def load(workdir: str, step: Optional[int] = None) -> Tuple:
+  """`(model, params, config, meta)` of the workdir's best checkpoint (or saved `step`), with
+  the config it was trained with; `meta['step']` is the step loaded.
 
   Raises:
     ckpt.CheckpointError: no usable checkpoint or config in `workdir`.
@@ -93,7 +93,7 @@ def load(workdir: str) -> Tuple:
   if not os.path.isdir(workdir):
     raise ckpt.CheckpointError(f'{workdir} is not a directory')
   config = ckpt.read_config(workdir)
-  params, meta = ckpt.load_params(workdir, config)
+  params, meta = ckpt.load_params(workdir, config, step=step)
   return factory.make_model(config), params, config, meta
 
 
@@ -124,7 +124,8 @@ def run(workdir: str, loaded: Tuple, lengths: List[int], count: int, seed: int) 
                          framing.digit_order)})
   return {'workdir': workdir, 'positions': framing.positions, 'max_digits': framing.max_digits,
           'place_offset': framing.place_offset, 'trained_digits': trained,
-          'checkpoint_stage': meta.get('curriculum', {}).get('stage'), 'seed': seed,
+          'step': meta['step'], 'checkpoint_stage': meta.get('curriculum', {}).get('stage'),
+          'seed': seed,
           'device': jax.devices()[0].device_kind, 'seconds': time.perf_counter() - begin,
           'rows': rows}
 
@@ -194,6 +195,8 @@ def main(argv=None) -> int:
   parser.add_argument('--lengths', default='1-10', help='operand lengths, e.g. 1-10 or 3,5,7')
   parser.add_argument('--count', type=int, default=2000, help='problems per length')
   parser.add_argument('--seed', type=int, default=1234, help='seeds the draw of the problems')
+  parser.add_argument('--step', type=int, default=None,
+                      help='score this saved step of a training workdir (default: the best)')
   parser.add_argument('--out', default=None, help='folder of length.json and length.png')
   parser.add_argument('--json', default=None, help='write the result here instead')
   parser.add_argument('--png', default=None, help='write the picture here instead')
@@ -205,7 +208,7 @@ def main(argv=None) -> int:
   png_path = args.png or os.path.join(out, 'length.png')
   try:
     lengths = parse_lengths(args.lengths)
-    loaded = load(args.workdir)  # Before any folder is made for the results.
+    loaded = load(args.workdir, args.step)  # Before any folder is made for the results.
     files.check_outputs(json_path, png_path)
     result = run(args.workdir, loaded, lengths, args.count, args.seed)
   except (factory.ConfigError, ckpt.CheckpointError) as e:
@@ -213,8 +216,8 @@ def main(argv=None) -> int:
   except OSError as e:
     raise SystemExit(f'error: {files.os_error_message(e)}') from None
   print(format_table(result))
-  print(f'{len(lengths)} lengths in {result["seconds"]:.1f} s ({result["device"]}, '
-        'compilation included)')
+  print(f'{len(lengths)} lengths of step {result["step"]} in {result["seconds"]:.1f} s '
+        f'({result["device"]}, compilation included)')
   try:
     files.write_json(json_path, result)
     plot(result, png_path)

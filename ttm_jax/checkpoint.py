@@ -290,7 +290,7 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
                 folder: Optional[str] = None) -> Tuple[Any, Dict[str, Any]]:
   """Restores `(params, meta)` from `workdir/<which>` (`'best'`, else the latest step), or,
   given `step`, that saved step (from `checkpoints/` or `best/`, or only from `folder`), onto
-  this process's first device, whichever devices saved it.
+  this process's first device, whichever devices saved it; `meta['step']` is the step restored.
 
   Raises:
     CheckpointError: no checkpoint (or no such step), a mismatching config, or an unreadable
@@ -325,7 +325,7 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
     except Exception as e:  # Orbax raises many types for a damaged step.
       raise CheckpointError(f'cannot read the parameters of step {chosen} in {directory} '
                             f'({_error_summary(e)})') from None
-    return params, meta
+    return params, {**meta, 'step': chosen}
   if step is not None and saved:
     raise CheckpointError(f'{workdir} has no saved step {step}; it has '
                           f'{", ".join(str(s) for s in sorted(saved))}')
