@@ -54,7 +54,11 @@ def test_every_field_has_a_rule_and_the_configs_pass(arg):
      "with config.task.digit_order='lsb' (the step then says which answer place is written)"),
 ])
 def test_a_bad_value_names_its_field(field, value, message):
-  config = mult.get_config()
+  _assert_refused(mult.get_config(), field, value, message)
+
+
+def _assert_refused(config, field, value, message):
+  """Setting `field` to `value` in `config` makes the check fail with `message`."""
   section, name = field.split('.')
   config[section][name] = value
   with pytest.raises(factory.ConfigError) as raised:
@@ -142,12 +146,7 @@ def test_bad_config_arguments(arg, message):
      "length: config.model.memory_mode='pool'"),
 ])
 def test_places_goes_with_an_aligned_problem_and_a_learned_summary(field, value, message):
-  config = mult.get_config('places')
-  section, name = field.split('.')
-  config[section][name] = value
-  with pytest.raises(factory.ConfigError) as raised:
-    config_check.check(config)
-  assert str(raised.value).startswith(message), str(raised.value)
+  _assert_refused(mult.get_config('places'), field, value, message)
 
 
 def test_places_argument_turns_the_candidate_on():

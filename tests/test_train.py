@@ -478,17 +478,25 @@ def test_ema_averages_the_parameters_step_by_step():
                                                    jax.tree_util.tree_leaves(params)))
 
 
+def _assert_resumes_exactly(config, tmp_path, stop: int) -> str:
+  """Trains `config` for its `num_steps` straight, and again stopped at `stop` and resumed;
+  asserts the final parameters are equal. Returns the straight run's workdir."""
+  steps = config.train.num_steps
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  train.train_and_evaluate(config, straight)
+  config.train.num_steps = stop
+  train.train_and_evaluate(config, resumed)
+  config.train.num_steps = steps
+  train.train_and_evaluate(config, resumed)
+  for a, b in zip(_final_params(straight, steps), _final_params(resumed, steps)):
+    np.testing.assert_array_equal(a, b)
+  return straight
+
+
 def test_ema_run_serves_the_average_and_resumes_exactly(tmp_path):
   config = tiny_config(num_steps=30)
   config.optim.ema_decay = 0.9
-  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-  train.train_and_evaluate(config, straight)
-  config.train.num_steps = 20
-  train.train_and_evaluate(config, resumed)
-  config.train.num_steps = 30
-  train.train_and_evaluate(config, resumed)
-  for a, b in zip(_final_params(straight, 30), _final_params(resumed, 30)):
-    np.testing.assert_array_equal(a, b)
+  straight = _assert_resumes_exactly(config, tmp_path, stop=20)
   # The checkpoint's params are the average; tools/ema_paired.py scores it and the trained ones.
   result = subprocess.run([sys.executable, 'tools/ema_paired.py', straight, '--sizes=1x1',
                            '--count=20'], cwd=ROOT, capture_output=True, text=True)
@@ -519,11 +527,4 @@ def test_places_batches_carry_offsets_and_a_resumed_run_draws_the_same(tmp_path)
   key = jax.random.PRNGKey(0)
   loss = lambda b: float(train.loss_fn(model, params, b, key)[0])
   assert loss(batch) != loss({**batch, 'offsets': np.zeros_like(batch['offsets'])})
-  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
-  train.train_and_evaluate(config, straight)
-  config.train.num_steps = 10
-  train.train_and_evaluate(config, resumed)
-  config.train.num_steps = 20
-  train.train_and_evaluate(config, resumed)
-  for a, b in zip(_final_params(straight, 20), _final_params(resumed, 20)):
-    np.testing.assert_array_equal(a, b)
+  _assert_resumes_exactly(config, tmp_path, stop=10)
