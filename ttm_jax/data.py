@@ -66,16 +66,12 @@ class Framing:
   place_offset: int = 0
 
   def __post_init__(self):
-    if self.framing not in FRAMINGS:
-      raise ValueError(f'framing must be one of {FRAMINGS}, got {self.framing!r}')
-    if self.digit_order not in DIGIT_ORDERS:
-      raise ValueError(f'digit_order must be one of {DIGIT_ORDERS}, got {self.digit_order!r}')
-    if self.layout not in LAYOUTS:
-      raise ValueError(f'layout must be one of {LAYOUTS}, got {self.layout!r}')
+    for name, choices in (('framing', FRAMINGS), ('digit_order', DIGIT_ORDERS),
+                          ('layout', LAYOUTS), ('positions', POSITIONS)):
+      if getattr(self, name) not in choices:
+        raise ValueError(f'{name} must be one of {choices}, got {getattr(self, name)!r}')
     if self.layout == 'aligned' and self.framing != 'problem':
       raise ValueError("layout 'aligned' is for the 'problem' framing only")
-    if self.positions not in POSITIONS:
-      raise ValueError(f'positions must be one of {POSITIONS}, got {self.positions!r}')
     if self.positions == 'places' and self.layout != 'aligned':
       raise ValueError("positions 'places' needs the 'aligned' layout (and 'problem' framing)")
     if self.place_offset < 0 or (self.place_offset and self.positions != 'places'):
@@ -137,18 +133,11 @@ class Framing:
 
   def answer_to_number(self, tokens: Sequence[int]) -> Optional[int]:
     """Decodes predicted answer tokens (up to the first EOS); None if not a number."""
-    digits = []
-    for t in tokens:
-      if int(t) == tok.EOS_TOKEN:
-        break
-      if int(t) not in tok.DIGIT_TOKENS:
-        return None
-      digits.append(int(t))
-    if not digits:
+    tokens = [int(t) for t in tokens]
+    digits = tokens[:tokens.index(tok.EOS_TOKEN)] if tok.EOS_TOKEN in tokens else tokens
+    if not digits or any(t not in tok.DIGIT_TOKENS for t in digits):
       return None
-    if self.digit_order == 'lsb':
-      digits = digits[::-1]
-    return tok.tokens_to_number(digits)
+    return tok.tokens_to_number(digits[::-1] if self.digit_order == 'lsb' else digits)
 
   def encode(self, a: np.ndarray, b: np.ndarray, digits: int,
              offsets: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
@@ -163,8 +152,7 @@ class Framing:
       dict with `inputs [B, S, n]` int32 (n = `step_tokens(digits)`), `targets [B, S]` int32,
       `a [B]`, `b [B]` int64, and in 'places' `offsets [B]` int32.
     """
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if np.any(a < 0) or np.any(b < 0):
       raise ValueError('operands must be non-negative')
     longest = longest_operand(a, b)
@@ -188,8 +176,7 @@ class Framing:
       inputs[i, start + 1:start + len(answer), -1] = answer[:-1]
     encoded = {'inputs': inputs, 'targets': targets, 'a': a, 'b': b}
     if self.positions == 'places':
-      encoded['offsets'] = np.zeros(batch, np.int32) if offsets is None else \
-          np.asarray(offsets, np.int32)
+      encoded['offsets'] = np.asarray(np.zeros(batch) if offsets is None else offsets, np.int32)
     return encoded
 
 
@@ -213,8 +200,7 @@ def stage_digits(stage: int) -> int:
 def sample_operands(rng: np.random.Generator, batch_size: int, low: int, high: int,
                     low_b: Optional[int] = None, high_b: Optional[int] = None):
   """Uniform operands a in [low, high] and b in [low_b, high_b] (default: same range)."""
-  low_b = low if low_b is None else low_b
-  high_b = high if high_b is None else high_b
+  low_b, high_b = (low, high) if low_b is None else (low_b, high_b)
   return (rng.integers(low, high + 1, size=batch_size),
           rng.integers(low_b, high_b + 1, size=batch_size))
 
