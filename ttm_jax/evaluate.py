@@ -154,6 +154,9 @@ def trace_problems(model, params, framing: data_lib.Framing, a: np.ndarray, b: n
   encoded = framing.encode(a, b, digits)
   start = framing.answer_start(digits)
   recorder = dumps.Recorder(run=run, epoch=epoch, batch=batch)
+  # The trace's host callbacks are ordered, which JAX runs on one device only: a training
+  # run's parameters, replicated or sharded over its devices, are gathered onto the first.
+  params = jax.device_put(params, jax.local_devices()[0])
   with trace.capture(trace.Collector(recorder)):
     predictions, _ = streaming.greedy_decode(model, params, jnp.asarray(encoded['inputs']),
                                              start, True)
