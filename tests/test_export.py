@@ -27,8 +27,13 @@ def test_export_writes_a_loadable_checkpoint(tmp_path, capsys, out):
   (step,) = os.listdir(SHIPPED + '/best')
   assert capsys.readouterr().out.startswith(f'{target}/best/{step} (')
   config = mult.get_config()
-  shipped, _ = ckpt.load_params(SHIPPED, config)
-  exported, _ = ckpt.load_params(str(target), config)
+  shipped, shipped_meta = ckpt.load_params(SHIPPED, config)
+  exported, exported_meta = ckpt.load_params(str(target), config)
+  # The same meta, the step it was restored from included, which is not saved into it.
+  assert exported_meta == shipped_meta and exported_meta['step'] == int(step)
+  saved = ckpt.manager(os.path.join(target, 'best'))
+  assert 'step' not in ckpt.read_meta(saved, int(step))
+  saved.close()
   for a, b in zip(jax.tree_util.tree_leaves(shipped), jax.tree_util.tree_leaves(exported),
                   strict=True):
     np.testing.assert_array_equal(a, b)

@@ -416,6 +416,25 @@ def test_training_on_a_non_terminal_says_what_it_does_from_the_start(tmp_path, j
   assert not any('{' in line for line in lines)
 
 
+@pytest.mark.parametrize('shard_params', ['false', 'true'])
+def test_evaluations_trace_problems_when_training_on_two_devices(tmp_path, jax_cache,
+                                                                  shard_params):
+  """The default command trains on one CPU device per core and traces a few evaluation problems
+  every 10 evaluations; on two devices the trace's ordered host callbacks used to stop it at
+  its first trace (step 2000) with a traceback. Replicated or sharded, the parameters the
+  trace decodes with are gathered onto one device, and the dumps are written."""
+  workdir = tmp_path / 'run'
+  result = _main(workdir, '--cpu_devices=2', '--config.trace.num_examples=2',
+                 '--config.trace.every_epochs=2', '--config.optim.ema_decay=0.9',
+                 f'--config.train.shard_params={shard_params}', env=jax_cache)
+  assert result.returncode == 0, result.stdout + result.stderr
+  starts = [row for row in files.read_jsonl(str(workdir / 'metrics.jsonl'))[0]
+            if row['split'] == 'start']
+  assert [row['devices'] for row in starts] == ['2 x cpu']
+  traced = sorted(name for name in os.listdir(workdir / 'dumps') if name.endswith('.npz'))
+  assert traced == [f'train-e{e:04d}-b{10 * e:06d}-x{x:03d}.npz' for e in (2,) for x in (0, 1)]
+
+
 def test_progress_lines_come_at_growing_intervals_without_a_progress_bar():
   now = [0.0]
   written = []

@@ -47,6 +47,7 @@ def export(workdir: str, out: str, which: str = 'best') -> str:
     raise ckpt.CheckpointError(f'{out} holds {", ".join(present)} already (a training workdir '
                                'or an export): export into a new or empty folder')
   params, meta = ckpt.load_params(workdir, config, which)
+  meta = {k: v for k, v in meta.items() if k != 'step'}  # The step it is saved under says it.
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(os.path.abspath(out))}.')

@@ -207,15 +207,15 @@ class MultiplicationTTM(nn.Module):
       x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
     else:
       roles, places = place_layout(tokens.shape[-1], self.digit_order)
-      unpaired = False
       if self.coupled:  # b_j at step t: place t - j, its a partner's. Shape: [..., n].
         step_of_token = jnp.broadcast_to(steps, tokens.shape[:-1])[..., None]
         places = jnp.where(roles == ROLES.index('b'), step_of_token - places, places)
-        unpaired = places < 0
+        unpaired = places < 0  # No a digit pairs with it at this step.
       if offsets is not None:  # Shape: [B, 1, ..., 1], as tokens.
         offsets = offsets.reshape(offsets.shape + (1,) * (tokens.ndim - 1))
         places, steps = places + offsets, steps + 2 * offsets[..., 0]
-      places = jnp.where(unpaired, self.max_places, places)
+      if self.coupled:  # The unpaired share one place of their own, past all the others.
+        places = jnp.where(unpaired, self.max_places, places)
       digit = jnp.asarray(operand_roles(roles))[:, None]  # Shape: [n, 1].
       x = (self.token_embed(tokens) + self.role_embed(roles)
            + jnp.where(digit, self.place_embed(places), 0.0))
