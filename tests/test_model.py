@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from configs import mult
@@ -217,6 +218,21 @@ def test_places_parameters_do_not_depend_on_the_input_length(places):
   unit = params['encoder']['unit']
   assert unit['read']['read_pos_embed']['embedding'].shape == (8, 32)  # m only.
   assert unit['write']['write_pos_embed']['embedding'].shape == (8 + 4, 32)  # m + r.
+
+
+@pytest.mark.parametrize('arg', ['runlocal', 'runlocal,places', 'runlocal,coupled'])
+def test_a_memory_less_model_has_no_empty_parameter_and_saves(arg, tmp_path):
+  # A memory-less 'places' model created a read position embedding over its m = 0 memory
+  # tokens, an array of size 0, which orbax refuses to save: its first checkpoint failed.
+  config = mult.get_config(arg)
+  config.model.memory_mode = 'none'
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, framing.tokens_per_step),
+                                                       jnp.int32))['params']
+  assert all(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+  saver = ocp.StandardCheckpointer()
+  saver.save(tmp_path / 'params', params)
+  saver.wait_until_finished()
 
 
 def test_places_answer_does_not_depend_on_the_length_it_is_written_at(places):

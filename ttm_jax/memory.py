@@ -117,8 +117,8 @@ class MemoryRead(nn.Module):
                input_mask: jnp.ndarray = None) -> jnp.ndarray:
     """`[B, m, d]`, `[B, n, d]` -> `[B, r, d]`; inputs where `input_mask [B, n]` is False are
     left out."""
-    if self.use_positional_embedding and not self.input_positions:
-      memory = AddPositionEmbedding(name='read_pos_embed')(memory)
+    if self.use_positional_embedding and not self.input_positions and memory.shape[-2]:
+      memory = AddPositionEmbedding(name='read_pos_embed')(memory)  # (None when m = 0.)
     tokens = jax.vmap(concat_memory_input)(memory, inputs)  # Shape: [B, m+n, d].
     if self.use_positional_embedding and self.input_positions:
       tokens = AddPositionEmbedding(name='read_pos_embed')(tokens)
