@@ -200,7 +200,7 @@ def stage_digits(stage: int) -> int:
 def sample_operands(rng: np.random.Generator, batch_size: int, low: int, high: int,
                     low_b: Optional[int] = None, high_b: Optional[int] = None):
   """Uniform operands a in [low, high] and b in [low_b, high_b] (default: same range)."""
-  low_b, high_b = (low, high) if low_b is None else (low_b, high_b)
+  low_b, high_b = low if low_b is None else low_b, high if high_b is None else high_b
   return (rng.integers(low, high + 1, size=batch_size),
           rng.integers(low_b, high_b + 1, size=batch_size))
 
