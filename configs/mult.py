@@ -10,6 +10,8 @@ Arguments (comma separated, after a colon):
                                                           # offsets, operands up to 12 digits
   python main.py --config=configs/mult.py:coupled         # the same, b's places coupled to a's
                                                           # per step (position coupling)
+  python main.py --config=configs/mult.py:products        # places, one TTM step per digit
+                                                          # product
 The default is the setting that learned fastest on a 2-core CPU (docs/experiments/README.md):
 a small TTM (d=64, m=16, r=8, 4 layers), no dropout, batch 32, operands in aligned slots, and a
 curriculum through every stage range, each mixed range before the pure size it holds (1×1, 1-99,
@@ -35,8 +37,10 @@ def _int(text: str) -> int:
   return int(text)
 
 
-ARGS = {'stage': _int, 'runlocal': _bool, 'paper': _bool, 'places': _bool, 'coupled': _bool}
-DEFAULTS = {'stage': 0, 'runlocal': False, 'paper': False, 'places': False, 'coupled': False}
+ARGS = {'stage': _int, 'runlocal': _bool, 'paper': _bool, 'places': _bool, 'coupled': _bool,
+        'products': _bool}
+DEFAULTS = {'stage': 0, 'runlocal': False, 'paper': False, 'places': False, 'coupled': False,
+            'products': False}
 
 
 def parse_arg(arg):
@@ -82,6 +86,9 @@ def get_config(arg=None):
   # 'places', 'lsb': at step t a b digit b_j takes place t - j, the place of the a digit it
   # pairs with for answer digit t (position coupling), instead of its own place j.
   config.task.coupled = False
+  # 'places', 'lsb': each answer step is one TTM step per a digit, the k-th marking the pair
+  # a_k, b_(t-k), so the memory can add one digit product per TTM step (ttm_jax/model.py).
+  config.task.product_steps = False
 
   config.model = ml_collections.ConfigDict()
   config.model.kind = 'ttm'  # 'ttm', or 'transformer': the causal baseline (stream framing).
@@ -178,9 +185,9 @@ def get_config(arg=None):
                         plateau_factor=1.0)  # 2x base 1e-3.
     config.train.update(batch_size=64, num_steps=20000, steps_per_epoch=100,
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)
-  if arg['places'] or arg['coupled']:  # Issue 36: train on up to 4 digits, answer up to 12.
+  if arg['places'] or arg['coupled'] or arg['products']:  # Issue 36: answer up to 12 digits.
     config.task.update(positions='places', max_digits=12, place_offset=6,
-                       coupled=arg['coupled'])
+                       coupled=arg['coupled'], product_steps=arg['products'])
     config.eval.sizes += ',6x6,7x7,8x8'
   if arg['runlocal']:
     config.model.update(hidden_size=32, memory_size=8, process_size=4, num_layers=1,

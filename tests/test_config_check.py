@@ -6,7 +6,8 @@ from configs import mult
 from ttm_jax import config_check
 from ttm_jax import factory
 
-CONFIG_ARGS = ('', 'runlocal', 'paper', 'stage=3', 'places', 'runlocal,places', 'coupled')
+CONFIG_ARGS = ('', 'runlocal', 'paper', 'stage=3', 'places', 'runlocal,places', 'coupled',
+               'products')
 
 
 @pytest.mark.parametrize('arg', CONFIG_ARGS)
@@ -52,6 +53,9 @@ def test_every_field_has_a_rule_and_the_configs_pass(arg):
     ('task.place_offset', -1, 'config.task.place_offset: expected an integer between 0 and 100'),
     ('task.coupled', True, "config.task.coupled: coupling is for config.task.positions='places' "
      "with config.task.digit_order='lsb' (the step then says which answer place is written)"),
+    ('task.product_steps', True, "config.task.product_steps: product steps are for "
+     "config.task.positions='places' with config.task.digit_order='lsb', uncoupled (the step "
+     "then says which answer place is written)"),
 ])
 def test_a_bad_value_names_its_field(field, value, message):
   _assert_refused(mult.get_config(), field, value, message)
@@ -113,10 +117,11 @@ def test_unknown_and_missing_fields():
     ('stage=3,runlocal=1', {'stage': 3, 'runlocal': True}),
     ('places', {'places': True}),
     ('coupled', {'coupled': True}),
+    ('products', {'products': True}),
 ])
 def test_config_arguments_parse_booleans_strictly(arg, expected):
   assert mult.parse_arg(arg) == {'stage': 0, 'runlocal': False, 'paper': False, 'places': False,
-                                 'coupled': False, **expected}
+                                 'coupled': False, 'products': False, **expected}
 
 
 def test_runlocal_false_is_the_default_model():
@@ -129,7 +134,8 @@ def test_runlocal_false_is_the_default_model():
     ('stage=abc', "config argument stage: expected a non-negative integer, got 'abc'"),
     ('stage', "config argument stage: expected a non-negative integer, got ''"),
     ('stage=٣', "config argument stage: expected a non-negative integer, got '٣'"),
-    ('stag=3', 'config argument stag: unknown; known: stage, runlocal, paper, places, coupled'),
+    ('stag=3', 'config argument stag: unknown; known: stage, runlocal, paper, places, coupled, '
+     'products'),
 ])
 def test_bad_config_arguments(arg, message):
   with pytest.raises(ValueError) as raised:

@@ -329,3 +329,64 @@ def test_coupled_places_pair_the_digits_of_each_answer_place():
            + embedding('place_embed', 1 + offset) + embedding('step_embed', t + 2 * offset))
     np.testing.assert_allclose(x[0, t, 1], norm(raw), atol=1e-5)
 
+
+
+@pytest.fixture(scope='module')
+def products():
+  """`(model, framing, params)` of `configs/mult.py:runlocal,products`, initialized."""
+  config = mult.get_config('runlocal,products')
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 7), jnp.int32))['params']
+  return model, framing, params
+
+
+def test_product_steps_mark_one_digit_pair_per_ttm_step(products):
+  model, framing, params = products
+  # 352 × 41 (lsb): a = 2 5 3, b = 1 4 PAD; answer step t, TTM step k marks a_k and b_(t-k).
+  tokens = jnp.asarray(framing.encode(np.array([352]), np.array([41]), 3)['inputs'])
+  steps = jnp.arange(tokens.shape[1])[None]
+  pairs = model.apply({'params': params}, tokens, steps, method=model.product_pairs)
+  assert pairs.shape == (1, 7, 3, 9)  # [B, S, K, n]; n = 2 * 3 + 3.
+  for t in range(7):
+    for k in range(3):
+      marked = set(np.flatnonzero(np.asarray(pairs[0, t, k])))
+      # Slots: a_0..a_2 = 0..2, × = 3, b_0..b_2 = 4..6; b_2 is padding, b_j for j < 0 none.
+      expected = {k, 4 + t - k} if 0 <= t - k <= 1 else set()
+      assert marked == expected, (t, k)
+  # The embedding: the pair's digits carry the mark, every token says whether k starts the digit.
+  x = model.apply({'params': params}, tokens, steps, method=model.embed)
+  assert x.shape == (1, 7, 3, 9, 32)
+  raw = lambda t, k, slot: (
+      params['token_embed']['embedding'][int(tokens[0, t, slot])]
+      + params['role_embed']['embedding'][model_lib.place_layout(9, 'lsb')[0][slot]]
+      + params['place_embed']['embedding'][model_lib.place_layout(9, 'lsb')[1][slot]]
+      + params['step_embed']['embedding'][t]
+      + params['substep_embed']['embedding'][int(k > 0)]
+      + pairs[0, t, k, slot] * params['pair_embed']['embedding'][0])
+  norm = lambda v: nn.LayerNorm().apply({'params': params['embed_norm']}, v)
+  for t, k, slot in ((1, 1, 1), (1, 1, 4), (1, 0, 1), (0, 0, 0), (3, 2, 2)):
+    np.testing.assert_allclose(x[0, t, k, slot], norm(raw(t, k, slot)), atol=1e-5)
+
+
+def test_product_steps_take_k_ttm_steps_per_answer_step(products):
+  model, framing, params = products
+  inputs = framing.encode(np.array([12, 7, 99, 5]), np.array([34, 8, 99, 1]), 2)['inputs']
+  # The teacher-forced pass is the scan over S * K TTM steps, read at every K-th.
+  def by_hand(module, inputs):
+    x = module.embed(inputs, jnp.arange(inputs.shape[1])[None])  # [B, S, K, n, d].
+    mask = module.input_mask(inputs)
+    flat = lambda y: y.reshape((y.shape[0], -1) + y.shape[3:])
+    outputs = module.encoder.scan_steps(module.initial_memory(4), flat(x), False,
+                                        flat(mask))[1]
+    assert outputs.shape[1] == 5 * 2
+    return module.logits(outputs[:, 1::2])
+  raw = model.apply({'params': params}, inputs, method=by_hand)
+  masked = model_lib.apply_eos_masking(raw, model_lib.after_first_eos(model_lib.detect_eos(raw)))
+  logits = model.apply({'params': params}, inputs)
+  np.testing.assert_allclose(logits, masked, atol=1e-5)
+  # Streaming, one call per answer step (K TTM steps inside), gives the same logits.
+  memory = model.apply({'params': params}, 4, method=model.initial_memory)
+  for t in range(inputs.shape[1]):
+    memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
+                                      method=model.step)
+    np.testing.assert_allclose(step_logits, raw[:, t], atol=1e-5)

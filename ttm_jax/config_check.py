@@ -169,6 +169,14 @@ def _coupled(value, config) -> Optional[str]:
   return None
 
 
+def _product_steps(value, config) -> Optional[str]:
+  if value and (config.task.positions != 'places' or config.task.digit_order != 'lsb'
+                or config.task.coupled):
+    return ("product steps are for config.task.positions='places' with config.task."
+            "digit_order='lsb', uncoupled (the step then says which answer place is written)")
+  return None
+
+
 def _kind(value, config) -> Optional[str]:
   if value == 'transformer' and config.task.framing != 'stream':
     return "'transformer' reads one token per step: it needs config.task.framing='stream'"
@@ -213,6 +221,7 @@ RULES = {
     'task.positions': both(one_of(data.POSITIONS), _positions),
     'task.place_offset': both(integer(0, 100), _place_offset),
     'task.coupled': both(boolean, _coupled),
+    'task.product_steps': both(boolean, _product_steps),
     'model.kind': both(one_of(factory.MODEL_KINDS), _kind),
     'model.hidden_size': both(POSITIVE, divisibility('model.num_heads', divides=False)),
     'model.memory_size': POSITIVE,

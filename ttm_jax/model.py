@@ -20,6 +20,13 @@ embeddings of the higher places too. With `coupled` (position coupling, Cho et a
 per step), a b digit's place is instead the place of the a digit it pairs with at this step:
 at step t, b_j gets place t - j, so a_i and b_(t-i), whose product is in answer digit t, carry
 the same place embedding (a b digit with no partner, j > t, gets a place of its own).
+With `product_steps` (issue 36's extra TTM steps per answer digit, 'places', 'lsb'), each
+answer step is K TTM steps, K the operands' width ((n - 3) / 2, so it grows with the
+operands): TTM step k of answer step t marks the digits a_k and b_(t-k) (`pair_embed`, where
+both are digits; a TTM step whose pair is missing marks none) and says whether it starts the
+answer digit (`substep_embed`: k = 0 or later), so the memory can take in one product per TTM
+step, as a written scratchpad of partial products would; the answer digit is read from the
+last one.
 
 Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
 bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
@@ -129,6 +136,7 @@ class MultiplicationTTM(nn.Module):
     digit_order: 'lsb' or 'msb', the operands' digit order ('places': where each place is).
     coupled: 'places' with a b digit at the place of its a partner of the step (module
       docstring; 'lsb' only).
+    product_steps: 'places' with one TTM step per digit product (module docstring; 'lsb').
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
@@ -144,6 +152,7 @@ class MultiplicationTTM(nn.Module):
   max_places: int = 0
   digit_order: str = 'lsb'
   coupled: bool = False
+  product_steps: bool = False
   process_size: int = 16
   memory_size: int = 96
   memory_mode: str = 'TL'
@@ -171,6 +180,9 @@ class MultiplicationTTM(nn.Module):
       self.role_embed = nn.Embed(len(ROLES), self.hidden_size)
       # (Coupled: one more row, the place of a b digit with no partner at the step.)
       self.place_embed = nn.Embed(self.max_places + self.coupled, self.hidden_size)
+    if self.product_steps:
+      self.pair_embed = nn.Embed(1, self.hidden_size)  # The mark of a TTM step's digit pair.
+      self.substep_embed = nn.Embed(2, self.hidden_size)  # The answer digit's first, or later.
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
@@ -201,8 +213,10 @@ class MultiplicationTTM(nn.Module):
       offsets: `[B]` place offsets ('places'; None: 0).
 
     Returns:
-      `[B, ..., n, d]`.
+      `[B, ..., n, d]`; with `product_steps`, `[B, ..., K, n, d]`, one row per TTM step.
     """
+    if self.product_steps:  # Shape: [..., K, n], before the offsets shift places and steps.
+      pair = self.product_pairs(tokens, jnp.broadcast_to(steps, tokens.shape[:-1]))
     if self.positions == 'slots':
       x = self.token_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))
     else:
@@ -222,7 +236,28 @@ class MultiplicationTTM(nn.Module):
     if self.max_steps:
       steps = jnp.broadcast_to(steps, tokens.shape[:-1])
       x = x + self.step_embed(steps)[..., None, :]
+    if self.product_steps:
+      later = (jnp.arange(pair.shape[-2]) > 0).astype(jnp.int32)  # Shape: [K].
+      x = (x[..., None, :, :] + self.substep_embed(later)[:, None, :]
+           + jnp.where(pair[..., None], self.pair_embed(jnp.zeros(1, jnp.int32)), 0.0))
     return self.embed_dropout(self.embed_norm(x), train)
+
+  def product_pairs(self, tokens: jnp.ndarray, steps: jnp.ndarray) -> jnp.ndarray:
+    """Where TTM step k of answer step t has its pair a_k, b_(t-k), both digits.
+
+    Args:
+      tokens: `[..., n]` int tokens.
+      steps: `[...]`, each row's answer step t.
+
+    Returns:
+      `[..., K, n]` bool, K = (n - 3) / 2 TTM steps per answer step.
+    """
+    roles, places = place_layout(tokens.shape[-1], self.digit_order)
+    k = jnp.arange((tokens.shape[-1] - 3) // 2)[:, None]  # Shape: [K, 1].
+    digit = (tokens != tok.PAD_TOKEN)[..., None, :]  # Shape: [..., 1, n].
+    a = (roles == ROLES.index('a')) & (places == k) & digit
+    b = (roles == ROLES.index('b')) & (places == steps[..., None, None] - k) & digit
+    return (a | b) & a.any(-1, keepdims=True) & b.any(-1, keepdims=True)
 
   def input_mask(self, tokens: jnp.ndarray):
     """`[..., n]` -> where the encoder reads a token ('places': all but the padding of the
@@ -230,7 +265,11 @@ class MultiplicationTTM(nn.Module):
     if self.positions == 'slots':
       return None
     roles, _ = place_layout(tokens.shape[-1], self.digit_order)
-    return ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
+    mask = ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
+    if self.product_steps:  # The same tokens at each of the K TTM steps.
+      per_step = (tokens.shape[-1] - 3) // 2
+      mask = jnp.broadcast_to(mask[..., None, :], mask.shape[:-1] + (per_step,) + mask.shape[-1:])
+    return mask
 
   def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """TTM outputs `[..., r, d]` -> vocabulary logits `[..., 13]` (mean over the r tokens)."""
@@ -255,7 +294,12 @@ class MultiplicationTTM(nn.Module):
       see `decode.py`).
     """
     x = self.embed(step_tokens, step_index, train).astype(COMPUTE_DTYPES[self.compute_dtype])
-    memory, outputs = self.encoder.step(memory, x, train, self.input_mask(step_tokens))
+    mask = self.input_mask(step_tokens)
+    if not self.product_steps:
+      x, mask = x[:, None], None if mask is None else mask[:, None]  # One TTM step.
+    for k in range(x.shape[1]):  # With product_steps the answer is the last TTM step's.
+      memory, outputs = self.encoder.step(memory, x[:, k], train,
+                                          None if mask is None else mask[:, k])
     self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
     return memory, self.logits(outputs, train)
 
@@ -274,9 +318,13 @@ class MultiplicationTTM(nn.Module):
       logits `[B, S, 13]`.
     """
     x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train, offsets)
-    x = x.astype(COMPUTE_DTYPES[self.compute_dtype])  # Shape: [B, S, n, d].
+    x = x.astype(COMPUTE_DTYPES[self.compute_dtype])  # Shape: [B, S, n, d] or [B, S, K, n, d].
+    mask = self.input_mask(inputs)
+    if self.product_steps:  # The K TTM steps of each answer step in a row: [B, S * K, n, d].
+      x, mask = (y.reshape((y.shape[0], -1) + y.shape[3:]) for y in (x, mask))
     memory = self.initial_memory(inputs.shape[0])
-    outputs = self.encoder.scan_steps(memory, x, train,
-                                      self.input_mask(inputs))[1]  # Shape: [B, S, r, d].
+    outputs = self.encoder.scan_steps(memory, x, train, mask)[1]  # Shape: [B, S(*K), r, d].
+    if self.product_steps:  # Each answer step's last TTM step: [B, S, r, d].
+      outputs = outputs.reshape(inputs.shape[:2] + (-1,) + outputs.shape[2:])[:, :, -1]
     logits = self.logits(outputs, train)
     return logits if train else mask_after_answer_eos(logits, answer_start)

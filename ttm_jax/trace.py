@@ -32,9 +32,11 @@ def name_intermediates(intermediates) -> Dict[str, jnp.ndarray]:
   """Sown intermediates of `MultiplicationTTM.step` -> named `[B, ...]` tensors:
   `read_weights [B, r, m+n]`, `write_weights [B, m, m+n+r]` (or `write_select`,
   `erase_weights`, `add_weights`), `attention/layer{l} [B, heads, r, r]`, `outputs [B, r, d]`.
-  Learned-query (MHA) summarization weights are averaged over heads."""
+  Learned-query (MHA) summarization weights are averaged over heads. With product steps (K
+  TTM steps per step) they are those of the last TTM step, the one that gives the answer."""
   named = {}
-  for path, (value,) in flax.traverse_util.flatten_dict(intermediates).items():
+  for path, values in flax.traverse_util.flatten_dict(intermediates).items():
+    value = values[-1]
     leaf = path[-1]
     if leaf in _ERASE_ADD:
       named[_ERASE_ADD[leaf]] = value
