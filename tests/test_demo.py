@@ -52,7 +52,7 @@ def test_scripted_session_with_the_shipped_checkpoint():
 
 def test_a_wrong_answer_says_the_right_one(workdir):
   config = mult.get_config('runlocal')  # 20 training steps: wrong on 12×3.
-  model, params, _ = checkpoint.load_for_inference(workdir)
+  model, params, _, _ = checkpoint.load_for_inference(workdir)
   session = demo.Demo(model, params, config)
   answer = session.answer(12, 3)['answer']
   assert answer != 36

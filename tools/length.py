@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,23 +82,9 @@ def score(predictions: np.ndarray, targets: np.ndarray, digit_order: str) -> Dic
           'place_count': counts}
 
 
-def load(workdir: str, step: Optional[int] = None) -> Tuple:
-  """`(model, params, config, meta)` of the workdir's best checkpoint (or saved `step`), with
-  the config it was trained with; `meta['step']` is the step loaded.
-
-  Raises:
-    ckpt.CheckpointError: no usable checkpoint or config in `workdir`.
-    factory.ConfigError: a config that does not build a model.
-  """
-  if not os.path.isdir(workdir):
-    raise ckpt.CheckpointError(f'{workdir} is not a directory')
-  config = ckpt.read_config(workdir)
-  params, meta = ckpt.load_params(workdir, config, step=step)
-  return factory.make_model(config), params, config, meta
-
-
 def run(workdir: str, loaded: Tuple, lengths: List[int], count: int, seed: int) -> Dict:
-  """Scores each length with the model `load(workdir)` returned; the JSON result."""
+  """Scores each length with the model `ckpt.load_for_inference(workdir)` returned; the JSON
+  result."""
   model, params, config, meta = loaded
   framing = factory.make_framing(config)
   trained = evaluate.checkpoint_digits(workdir, meta, config)
@@ -208,7 +194,7 @@ def main(argv=None) -> int:
   png_path = args.png or os.path.join(out, 'length.png')
   try:
     lengths = parse_lengths(args.lengths)
-    loaded = load(args.workdir, args.step)  # Before any folder is made for the results.
+    loaded = ckpt.load_for_inference(args.workdir, args.step)  # Before any folder is made for the results.
     files.check_outputs(json_path, png_path)
     result = run(args.workdir, loaded, lengths, args.count, args.seed)
   except (factory.ConfigError, ckpt.CheckpointError) as e:

@@ -333,9 +333,16 @@ def load_params(workdir: str, config: ml_collections.ConfigDict, which: str = 'b
   raise CheckpointError(f'no checkpoint in {workdir} (looked in best/ and checkpoints/)')
 
 
-def load_for_inference(workdir: str):
-  """`(model, params, config)` of a workdir's best checkpoint, with the config it was trained
-  with."""
+def load_for_inference(workdir: str, step: Optional[int] = None):
+  """`(model, params, config, meta)` of a workdir's best checkpoint (or its saved `step`),
+  with the config it was trained with; `meta['step']` is the step loaded.
+
+  Raises:
+    CheckpointError: no usable checkpoint or config in `workdir`.
+    factory.ConfigError: a config that does not build a model.
+  """
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f'{workdir} is not a directory')
   config = read_config(workdir)
-  params, _ = load_params(workdir, config)
-  return factory.make_model(config), params, config
+  params, meta = load_params(workdir, config, step=step)
+  return factory.make_model(config), params, config, meta

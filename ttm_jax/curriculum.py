@@ -152,11 +152,14 @@ class Curriculum:
               f'checkpoint is in {best}')
     if self.finished:
       return f'training ended {where} ({self.finished}); the best checkpoint is in {best}'
+    return (f'training stopped {where}: it reached config.train.{self.limit(tc)} before the '
+            'curriculum ended; a larger value resumes it from there')
+
+  def limit(self, tc: ml_collections.ConfigDict) -> str:
+    """The limit that ends a run before its curriculum: `max_seconds=...` or `num_steps=...`."""
     if self.out_of_time(tc.max_seconds):
-      return (f'training stopped {where}: it reached config.train.max_seconds={tc.max_seconds} '
-              'before the curriculum ended; a larger value resumes it from there')
-    return (f'training stopped {where}: it reached config.train.num_steps={tc.num_steps} before '
-            'the curriculum ended; a larger value resumes it from there')
+      return f'max_seconds={tc.max_seconds}'
+    return f'num_steps={tc.num_steps}'
 
   def advance(self, summary: Dict[str, float], step: int, lr_scale: float,
               config: ml_collections.ConfigDict) -> Dict[str, Any]:

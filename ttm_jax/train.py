@@ -336,10 +336,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         if is_best or curriculum.finished or stop or \
             (step // tc.steps_per_epoch) % config.checkpoint.every_epochs == 0:
           save(is_best)
-      limit = (f'max_seconds={tc.max_seconds}' if curriculum.out_of_time(tc.max_seconds)
-               else f'num_steps={tc.num_steps}')
       summary = {'step': step, 'stage': curriculum.stage,
-                 'finished': curriculum.finished or f'reached {limit}',
+                 'finished': curriculum.finished or f'reached {curriculum.limit(tc)}',
                  'best_progress': curriculum.best_progress}
       writer.write(step, 'end', {'time': devices.utc_now(), 'finished': summary['finished']})
     except BaseException:  # What failed is reported, not a failure of closing after it.

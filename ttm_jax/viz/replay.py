@@ -105,7 +105,7 @@ def checkpoint_step_fn(path: os.PathLike) -> StepFn:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from ttm_jax import checkpoint  # pylint: disable=import-outside-toplevel
 
-  model, params, _ = checkpoint.load_for_inference(os.fspath(path))
+  model, params, _, _ = checkpoint.load_for_inference(os.fspath(path))
 
   @jax.jit
   def apply(params, memory, step_inputs, step):
