@@ -111,6 +111,18 @@ def traced_run(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def products_run(tmp_path_factory):
+  """`(config, workdir)` of a runlocal 'products' model (one TTM step per digit product)
+  trained 20 steps on stage 1 (1×1). Read-only for tests."""
+  workdir = str(tmp_path_factory.mktemp('products_run'))
+  config = mult.get_config('runlocal,products')
+  config.train.update(num_steps=20, steps_per_epoch=10)
+  config.eval.update(num_examples=8, num_per_size=10, sizes='1x1,2x2,6x6')
+  train.train_and_evaluate(config, workdir)
+  return config, workdir
+
+
+@pytest.fixture(scope='session')
 def places_run(tmp_path_factory):
   """`(config, workdir)` of a runlocal 'places' model (`configs/mult.py:runlocal,places`:
   operands up to 12 digits) trained 20 steps on stage 1 (1×1). Read-only for tests."""

@@ -11,6 +11,7 @@ import threading
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+import numpy as np
 import pytest
 
 from configs import mult
@@ -181,3 +182,19 @@ def test_a_places_model_traces_and_demos_a_problem_longer_than_trained(places_ru
   assert 'operands up to 12 digits' in lines[0]
   assert lines[1].startswith('> 123456×78 = ') and lines[1].endswith(('right', '9629568'))
   assert lines[-2].endswith('the model takes operands up to 12 digits')
+
+
+def test_a_products_model_answers_and_traces_a_longer_problem(products_run, tmp_path, capsys):
+  config, workdir = products_run  # Trained on 1×1, where an answer step is one TTM step.
+  params, _ = ckpt.load_params(workdir, config)
+  model, framing = factory.make_model(config), factory.make_framing(config)
+  # Each call of the streaming step is K = 6 TTM steps on a 6-digit problem; predict, trace
+  # and eval's batched decoding give the same answer.
+  (answer,) = predict.predict_lines(model, params, config, ['123456x78'], 12)
+  decoded = evaluate.decode_problems(model, params, framing, np.array([123456]), np.array([78]),
+                                     6, 1)
+  assert answer == str(decoded['products'][0]) or (answer.startswith('error: ') and
+                                                   decoded['products'][0] == -1)
+  path = predict.run_trace(config, workdir, '123456x78', out=str(tmp_path))
+  assert dump_files.load_sequence(path).info['num_steps'] == 2 * 6 + 1  # A step per answer step.
+  assert capsys.readouterr().out.startswith('123456×78 = ' + (answer if answer.isdigit() else ''))
