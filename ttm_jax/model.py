@@ -281,7 +281,7 @@ class MultiplicationTTM(nn.Module):
 
   def step(self, memory: jnp.ndarray, step_tokens: jnp.ndarray, step_index: jnp.ndarray,
            train: bool = False) -> Tuple[jnp.ndarray, jnp.ndarray]:
-    """One streaming step.
+    """One streaming step (with `product_steps`, its K TTM steps).
 
     Args:
       memory: `[B, m, d]`.
@@ -291,7 +291,7 @@ class MultiplicationTTM(nn.Module):
 
     Returns:
       `(new_memory [B, m, d], logits [B, 13])` (no EOS masking: that needs the history,
-      see `decode.py`).
+      see `streaming.py`).
     """
     x = self.embed(step_tokens, step_index, train).astype(COMPUTE_DTYPES[self.compute_dtype])
     mask = self.input_mask(step_tokens)
