@@ -89,6 +89,9 @@ def get_config(arg=None):
   # 'places', 'lsb': each answer step is one TTM step per a digit, the k-th marking the pair
   # a_k, b_(t-k), so the memory can add one digit product per TTM step (ttm_jax/model.py).
   config.task.product_steps = False
+  # product_steps: a TTM step without a pair (past an operand's end) keeps the memory as it
+  # was, and the answer is read from the answer step's last TTM step that ran.
+  config.task.skip_unpaired = False
 
   config.model = ml_collections.ConfigDict()
   config.model.kind = 'ttm'  # 'ttm', or 'transformer': the causal baseline (stream framing).
@@ -187,7 +190,8 @@ def get_config(arg=None):
                         stages='1,2,3,4,5,6,7', last_stage=7, patience=20, review=0.0)
   if arg['places'] or arg['coupled'] or arg['products']:  # Issue 36: answer up to 12 digits.
     config.task.update(positions='places', max_digits=12, place_offset=6,
-                       coupled=arg['coupled'], product_steps=arg['products'])
+                       coupled=arg['coupled'], product_steps=arg['products'],
+                       skip_unpaired=arg['products'])
     config.eval.sizes += ',6x6,7x7,8x8'
   if arg['runlocal']:
     config.model.update(hidden_size=32, memory_size=8, process_size=4, num_layers=1,

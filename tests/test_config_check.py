@@ -56,6 +56,8 @@ def test_every_field_has_a_rule_and_the_configs_pass(arg):
     ('task.product_steps', True, "config.task.product_steps: product steps are for "
      "config.task.positions='places' with config.task.digit_order='lsb', uncoupled (the step "
      "then says which answer place is written)"),
+    ('task.skip_unpaired', True, 'config.task.skip_unpaired: skipping is for '
+     'config.task.product_steps=True'),
 ])
 def test_a_bad_value_names_its_field(field, value, message):
   _assert_refused(mult.get_config(), field, value, message)

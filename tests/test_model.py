@@ -370,6 +370,7 @@ def test_product_steps_mark_one_digit_pair_per_ttm_step(products):
 
 def test_product_steps_take_k_ttm_steps_per_answer_step(products):
   model, framing, params = products
+  model = model.clone(skip_unpaired=False)  # Every TTM step runs; the answer is the last's.
   inputs = framing.encode(np.array([12, 7, 99, 5]), np.array([34, 8, 99, 1]), 2)['inputs']
   # The teacher-forced pass is the scan over S * K TTM steps, read at every K-th.
   def by_hand(module, inputs):
@@ -390,3 +391,28 @@ def test_product_steps_take_k_ttm_steps_per_answer_step(products):
     memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
                                       method=model.step)
     np.testing.assert_allclose(step_logits, raw[:, t], atol=1e-5)
+
+
+def test_skipping_unpaired_steps_makes_the_answer_independent_of_the_operands_width(products):
+  model, framing, params = products  # configs/mult.py:products skips TTM steps without a pair.
+  assert model.skip_unpaired
+  a, b = np.array([123, 7, 4567, 30]), np.array([45, 8, 12, 1005])
+  short = model.apply({'params': params}, framing.encode(a, b, 4)['inputs'])
+  wide = framing.encode(a, b, 7)['inputs']  # K = 7 TTM steps per answer step instead of 4.
+  np.testing.assert_allclose(model.apply({'params': params}, wide)[:, :9], short, atol=1e-5)
+  # Without skipping, the extra TTM steps (no pair: they only read) change the answer.
+  running = model.clone(skip_unpaired=False)
+  differ = jnp.abs(running.apply({'params': params}, wide)[:, :9]
+                   - running.apply({'params': params}, framing.encode(a, b, 4)['inputs']))
+  assert float(differ.max()) > 1e-3
+  # Streaming, one call per answer step, reads the same last active TTM step.
+  inputs = framing.encode(a, b, 4)['inputs']
+  memory = model.apply({'params': params}, 4, method=model.initial_memory)
+  raw = []
+  for t in range(inputs.shape[1]):
+    memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
+                                      method=model.step)
+    raw.append(step_logits)
+  raw = jnp.stack(raw, 1)
+  masked = model_lib.apply_eos_masking(raw, model_lib.after_first_eos(model_lib.detect_eos(raw)))
+  np.testing.assert_allclose(masked, short, atol=1e-5)

@@ -34,7 +34,7 @@ ADDED_FIELDS = {('model', 'kind'): 'ttm', ('model', 'token_embed_stddev'): 0.01,
                 ('task', 'layout'): 'packed', ('model', 'remat'): False,
                 ('model', 'compute_dtype'): 'float32', ('task', 'positions'): 'slots',
                 ('task', 'place_offset'): 0, ('task', 'coupled'): False,
-                ('task', 'product_steps'): False}
+                ('task', 'product_steps'): False, ('task', 'skip_unpaired'): False}
 
 
 class CheckpointError(RuntimeError):

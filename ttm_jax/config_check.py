@@ -177,6 +177,12 @@ def _product_steps(value, config) -> Optional[str]:
   return None
 
 
+def _skip_unpaired(value, config) -> Optional[str]:
+  if value and not config.task.product_steps:
+    return 'skipping is for config.task.product_steps=True'
+  return None
+
+
 def _kind(value, config) -> Optional[str]:
   if value == 'transformer' and config.task.framing != 'stream':
     return "'transformer' reads one token per step: it needs config.task.framing='stream'"
@@ -222,6 +228,7 @@ RULES = {
     'task.place_offset': both(integer(0, 100), _place_offset),
     'task.coupled': both(boolean, _coupled),
     'task.product_steps': both(boolean, _product_steps),
+    'task.skip_unpaired': both(boolean, _skip_unpaired),
     'model.kind': both(one_of(factory.MODEL_KINDS), _kind),
     'model.hidden_size': both(POSITIVE, divisibility('model.num_heads', divides=False)),
     'model.memory_size': POSITIVE,

@@ -53,7 +53,7 @@ def make_model(config: ml_collections.ConfigDict):
       max_steps=max_steps if m.step_embedding else 0, positions=framing.positions,
       max_places=(2 * framing.max_digits + 1 if config.task.coupled else framing.max_digits)
       + framing.place_offset, digit_order=framing.digit_order, coupled=config.task.coupled,
-      product_steps=config.task.product_steps,
+      product_steps=config.task.product_steps, skip_unpaired=config.task.skip_unpaired,
       process_size=m.process_size, memory_size=m.memory_size, memory_mode=m.memory_mode,
       processing_unit=m.processing_unit, num_layers=m.num_layers, mlp_dim=m.mlp_dim,
       num_heads=m.num_heads, use_positional_embedding=m.use_positional_embedding,

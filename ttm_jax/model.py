@@ -26,7 +26,10 @@ operands): TTM step k of answer step t marks the digits a_k and b_(t-k) (`pair_e
 both are digits; a TTM step whose pair is missing marks none) and says whether it starts the
 answer digit (`substep_embed`: k = 0 or later), so the memory can take in one product per TTM
 step, as a written scratchpad of partial products would; the answer digit is read from the
-last one.
+last one. With `skip_unpaired` a TTM step without a pair (past an operand's end, or the
+padding of a shorter operand) leaves the memory as it was, so that an answer step takes in
+exactly its products, one TTM step each, whatever the operands' width (the first TTM step
+always runs: it starts the digit), and the answer is read from its last TTM step that ran.
 
 Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
 bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
@@ -137,6 +140,8 @@ class MultiplicationTTM(nn.Module):
     coupled: 'places' with a b digit at the place of its a partner of the step (module
       docstring; 'lsb' only).
     product_steps: 'places' with one TTM step per digit product (module docstring; 'lsb').
+    skip_unpaired: `product_steps` whose TTM steps without a pair keep the memory (module
+      docstring).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
@@ -153,6 +158,7 @@ class MultiplicationTTM(nn.Module):
   digit_order: str = 'lsb'
   coupled: bool = False
   product_steps: bool = False
+  skip_unpaired: bool = False
   process_size: int = 16
   memory_size: int = 96
   memory_mode: str = 'TL'
@@ -259,6 +265,15 @@ class MultiplicationTTM(nn.Module):
     b = (roles == ROLES.index('b')) & (places == steps[..., None, None] - k) & digit
     return (a | b) & a.any(-1, keepdims=True) & b.any(-1, keepdims=True)
 
+  def active_steps(self, tokens: jnp.ndarray, steps: jnp.ndarray):
+    """With `skip_unpaired`, which TTM steps update the memory: the first of each answer step
+    and those with a digit pair, `[..., K]` bool (`tokens [..., n]`, `steps [...]`); else
+    None (all)."""
+    if not self.skip_unpaired:
+      return None
+    first = jnp.arange((tokens.shape[-1] - 3) // 2) == 0
+    return self.product_pairs(tokens, steps).any(-1) | first
+
   def input_mask(self, tokens: jnp.ndarray):
     """`[..., n]` -> where the encoder reads a token ('places': all but the padding of the
     operand slots), `[..., n]` bool; None in 'slots' (every token is read)."""
@@ -297,9 +312,13 @@ class MultiplicationTTM(nn.Module):
     mask = self.input_mask(step_tokens)
     if not self.product_steps:
       x, mask = x[:, None], None if mask is None else mask[:, None]  # One TTM step.
-    for k in range(x.shape[1]):  # With product_steps the answer is the last TTM step's.
-      memory, outputs = self.encoder.step(memory, x[:, k], train,
-                                          None if mask is None else mask[:, k])
+    active = self.active_steps(step_tokens, jnp.broadcast_to(step_index, step_tokens.shape[:1]))
+    for k in range(x.shape[1]):  # The answer is the last (active) TTM step's.
+      step_active = None if active is None else active[:, k]
+      memory, step_outputs = self.encoder.step(memory, x[:, k], train,
+                                               None if mask is None else mask[:, k], step_active)
+      outputs = step_outputs if k == 0 or active is None else jnp.where(
+          step_active[:, None, None], step_outputs, outputs)
     self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
     return memory, self.logits(outputs, train)
 
@@ -320,11 +339,19 @@ class MultiplicationTTM(nn.Module):
     x = self.embed(inputs, jnp.arange(inputs.shape[1])[None, :], train, offsets)
     x = x.astype(COMPUTE_DTYPES[self.compute_dtype])  # Shape: [B, S, n, d] or [B, S, K, n, d].
     mask = self.input_mask(inputs)
+    active = self.active_steps(inputs, jnp.broadcast_to(jnp.arange(inputs.shape[1]),
+                                                        inputs.shape[:2]))  # [B, S, K] or None.
+    flat = lambda y: None if y is None else y.reshape((y.shape[0], -1) + y.shape[3:])
     if self.product_steps:  # The K TTM steps of each answer step in a row: [B, S * K, n, d].
-      x, mask = (y.reshape((y.shape[0], -1) + y.shape[3:]) for y in (x, mask))
+      x, mask = flat(x), flat(mask)
     memory = self.initial_memory(inputs.shape[0])
-    outputs = self.encoder.scan_steps(memory, x, train, mask)[1]  # Shape: [B, S(*K), r, d].
-    if self.product_steps:  # Each answer step's last TTM step: [B, S, r, d].
-      outputs = outputs.reshape(inputs.shape[:2] + (-1,) + outputs.shape[2:])[:, :, -1]
+    outputs = self.encoder.scan_steps(memory, x, train, mask, flat(active))[1]
+    if self.product_steps:  # Each answer step's last (active) TTM step: [B, S, r, d].
+      outputs = outputs.reshape(inputs.shape[:2] + (-1,) + outputs.shape[2:])
+      if active is None:
+        outputs = outputs[:, :, -1]
+      else:
+        last = outputs.shape[2] - 1 - jnp.argmax(active[..., ::-1], axis=-1)  # Shape: [B, S].
+        outputs = jnp.take_along_axis(outputs, last[:, :, None, None, None], axis=2)[:, :, 0]
     logits = self.logits(outputs, train)
     return logits if train else mask_after_answer_eos(logits, answer_start)

@@ -159,10 +159,14 @@ class InitialMemory(nn.Module):
 
 
 def _unit_step(unit: nn.Module, memory: jnp.ndarray, step_inputs: jnp.ndarray,
-               input_mask: jnp.ndarray, train: bool):
-  """One step computed in the inputs' dtype; the new memory in the memory's dtype."""
+               input_mask: jnp.ndarray, active: jnp.ndarray, train: bool):
+  """One step computed in the inputs' dtype; the new memory in the memory's dtype, or, where
+  `active [B]` is False (None: everywhere active), the memory as it was."""
   new_memory, outputs = unit(memory.astype(step_inputs.dtype), step_inputs, train, input_mask)
-  return new_memory.astype(memory.dtype), outputs
+  new_memory = new_memory.astype(memory.dtype)
+  if active is not None:
+    new_memory = jnp.where(active[:, None, None], new_memory, memory)
+  return new_memory, outputs
 
 
 class TokenTuringMachineEncoder(nn.Module):
@@ -217,29 +221,34 @@ class TokenTuringMachineEncoder(nn.Module):
     return self.initial(batch_size, dim)
 
   def step(self, memory: jnp.ndarray, step_inputs: jnp.ndarray, train: bool = False,
-           input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
+           input_mask: jnp.ndarray = None,
+           active: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """One streaming step: `([B, m, d], [B, n, d])` -> `([B, m, d], [B, r, d])`
-    (`input_mask [B, n]`: see TokenTuringMachineUnit)."""
-    return _unit_step(self.unit, memory, step_inputs, input_mask, train)
+    (`input_mask [B, n]`: see TokenTuringMachineUnit; where `active [B]` is False the memory
+    is kept)."""
+    return _unit_step(self.unit, memory, step_inputs, input_mask, active, train)
 
   def scan_steps(self, memory: jnp.ndarray, inputs: jnp.ndarray, train: bool = False,
-                 input_mask: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
+                 input_mask: jnp.ndarray = None,
+                 active: jnp.ndarray = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
     """All steps from a given memory: `([B, m, d], [B, S, n, d])` ->
-    `(final memory [B, m, d], outputs [B, S, r, d])` (`input_mask [B, S, n]` or None)."""
-    step_fn = nn.remat(_unit_step, prevent_cse=not self.scan, static_argnums=(4,)) \
+    `(final memory [B, m, d], outputs [B, S, r, d])` (`input_mask [B, S, n]` or None; a step
+    where `active [B, S]` is False keeps the memory as it was)."""
+    step_fn = nn.remat(_unit_step, prevent_cse=not self.scan, static_argnums=(5,)) \
         if self.remat else _unit_step
     if not self.scan:
       outputs = []
       for t in range(inputs.shape[1]):
-        step_mask = None if input_mask is None else input_mask[:, t]
-        memory, step_outputs = step_fn(self.unit, memory, inputs[:, t], step_mask, train)
+        step_mask, step_active = (None if x is None else x[:, t] for x in (input_mask, active))
+        memory, step_outputs = step_fn(self.unit, memory, inputs[:, t], step_mask, step_active,
+                                       train)
         outputs.append(step_outputs)
       return memory, jnp.stack(outputs, axis=1)
     scan = nn.scan(step_fn, variable_broadcast='params',
                    variable_axes={'intermediates': 1},
                    split_rngs={'params': False, 'dropout': True},
-                   in_axes=(1, 1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
-    return scan(self.unit, memory, inputs, input_mask, train)
+                   in_axes=(1, 1, 1, nn.broadcast), out_axes=1, unroll=self.scan_unroll)
+    return scan(self.unit, memory, inputs, input_mask, active, train)
 
   def __call__(self, inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """`[B, S, n, d]` -> `[B, S, process_size, d]`, starting from the initial memory."""
