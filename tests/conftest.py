@@ -110,25 +110,25 @@ def traced_run(tmp_path_factory):
   return config, workdir
 
 
-@pytest.fixture(scope='session')
-def products_run(tmp_path_factory):
-  """`(config, workdir)` of a runlocal 'products' model (one TTM step per digit product)
-  trained 20 steps on stage 1 (1×1). Read-only for tests."""
-  workdir = str(tmp_path_factory.mktemp('products_run'))
-  config = mult.get_config('runlocal,products')
+def _any_length_run(tmp_path_factory, variant: str):
+  """`(config, workdir)` of `configs/mult.py:runlocal,<variant>` (operands up to 12 digits)
+  trained 20 steps on stage 1 (1×1)."""
+  workdir = str(tmp_path_factory.mktemp(f'{variant}_run'))
+  config = mult.get_config(f'runlocal,{variant}')
   config.train.update(num_steps=20, steps_per_epoch=10)
   config.eval.update(num_examples=8, num_per_size=10, sizes='1x1,2x2,6x6')
   train.train_and_evaluate(config, workdir)
   return config, workdir
+
+
+@pytest.fixture(scope='session')
+def products_run(tmp_path_factory):
+  """A runlocal 'products' model (one TTM step per digit product): `_any_length_run`.
+  Read-only for tests."""
+  return _any_length_run(tmp_path_factory, 'products')
 
 
 @pytest.fixture(scope='session')
 def places_run(tmp_path_factory):
-  """`(config, workdir)` of a runlocal 'places' model (`configs/mult.py:runlocal,places`:
-  operands up to 12 digits) trained 20 steps on stage 1 (1×1). Read-only for tests."""
-  workdir = str(tmp_path_factory.mktemp('places_run'))
-  config = mult.get_config('runlocal,places')
-  config.train.update(num_steps=20, steps_per_epoch=10)
-  config.eval.update(num_examples=8, num_per_size=10, sizes='1x1,2x2,6x6')
-  train.train_and_evaluate(config, workdir)
-  return config, workdir
+  """A runlocal 'places' model: `_any_length_run`. Read-only for tests."""
+  return _any_length_run(tmp_path_factory, 'places')

@@ -198,13 +198,17 @@ def test_slots_model_computes_what_it_did_before_places_existed():
                                                     [6, 5, 11, 11, 11, 11, 11, 11, 11]])
 
 
-@pytest.fixture(scope='module')
-def places():
-  """`(model, framing, params)` of `configs/mult.py:runlocal,places`, initialized."""
-  config = mult.get_config('runlocal,places')
+def _initialized(arg: str):
+  """`(model, framing, params)` of `configs/mult.py:<arg>`, initialized."""
+  config = mult.get_config(arg)
   model, framing = factory.make_model(config), factory.make_framing(config)
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 7), jnp.int32))['params']
   return model, framing, params
+
+
+@pytest.fixture(scope='module')
+def places():
+  return _initialized('runlocal,places')
 
 
 def test_places_parameters_do_not_depend_on_the_input_length(places):
@@ -291,19 +295,27 @@ def test_place_layout_gives_each_digit_its_significance(order):
     assert sum(t * 10**p for t, p in digits) == operand
 
 
-def test_places_step_reproduces_the_teacher_forced_pass(places):
-  model, framing, params = places
-  inputs = framing.encode(np.array([12, 7, 99, 5]), np.array([34, 8, 99, 1]), 2)['inputs']
-  memory = model.apply({'params': params}, 4, method=model.initial_memory)
-  unmasked = []
+def _eos_masked(raw):
+  return model_lib.apply_eos_masking(raw, model_lib.after_first_eos(model_lib.detect_eos(raw)))
+
+
+def _streamed(model, params, inputs):
+  """`inputs [B, S, n]` teacher-forced through `model.step`, a call per step: EOS-masked
+  logits `[B, S, 13]`."""
+  memory = model.apply({'params': params}, len(inputs), method=model.initial_memory)
+  raw = []
   for t in range(inputs.shape[1]):
     memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
                                       method=model.step)
-    unmasked.append(step_logits)
-  unmasked = jnp.stack(unmasked, 1)
-  expected = model_lib.apply_eos_masking(
-      unmasked, model_lib.after_first_eos(model_lib.detect_eos(unmasked)))
-  np.testing.assert_allclose(model.apply({'params': params}, inputs), expected, atol=1e-5)
+    raw.append(step_logits)
+  return _eos_masked(jnp.stack(raw, 1))
+
+
+def test_places_step_reproduces_the_teacher_forced_pass(places):
+  model, framing, params = places
+  inputs = framing.encode(np.array([12, 7, 99, 5]), np.array([34, 8, 99, 1]), 2)['inputs']
+  np.testing.assert_allclose(model.apply({'params': params}, inputs),
+                             _streamed(model, params, inputs), atol=1e-5)
 
 
 def test_coupled_places_pair_the_digits_of_each_answer_place():
@@ -333,11 +345,7 @@ def test_coupled_places_pair_the_digits_of_each_answer_place():
 
 @pytest.fixture(scope='module')
 def products():
-  """`(model, framing, params)` of `configs/mult.py:runlocal,products`, initialized."""
-  config = mult.get_config('runlocal,products')
-  model, framing = factory.make_model(config), factory.make_framing(config)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 7), jnp.int32))['params']
-  return model, framing, params
+  return _initialized('runlocal,products')
 
 
 def test_product_steps_mark_one_digit_pair_per_ttm_step(products):
@@ -381,16 +389,10 @@ def test_product_steps_take_k_ttm_steps_per_answer_step(products):
                                         flat(mask))[1]
     assert outputs.shape[1] == 5 * 2
     return module.logits(outputs[:, 1::2])
-  raw = model.apply({'params': params}, inputs, method=by_hand)
-  masked = model_lib.apply_eos_masking(raw, model_lib.after_first_eos(model_lib.detect_eos(raw)))
-  logits = model.apply({'params': params}, inputs)
-  np.testing.assert_allclose(logits, masked, atol=1e-5)
+  masked = _eos_masked(model.apply({'params': params}, inputs, method=by_hand))
+  np.testing.assert_allclose(model.apply({'params': params}, inputs), masked, atol=1e-5)
   # Streaming, one call per answer step (K TTM steps inside), gives the same logits.
-  memory = model.apply({'params': params}, 4, method=model.initial_memory)
-  for t in range(inputs.shape[1]):
-    memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
-                                      method=model.step)
-    np.testing.assert_allclose(step_logits, raw[:, t], atol=1e-5)
+  np.testing.assert_allclose(_streamed(model, params, inputs), masked, atol=1e-5)
 
 
 def test_skipping_unpaired_steps_makes_the_answer_independent_of_the_operands_width(products):
@@ -406,13 +408,5 @@ def test_skipping_unpaired_steps_makes_the_answer_independent_of_the_operands_wi
                    - running.apply({'params': params}, framing.encode(a, b, 4)['inputs']))
   assert float(differ.max()) > 1e-3
   # Streaming, one call per answer step, reads the same last active TTM step.
-  inputs = framing.encode(a, b, 4)['inputs']
-  memory = model.apply({'params': params}, 4, method=model.initial_memory)
-  raw = []
-  for t in range(inputs.shape[1]):
-    memory, step_logits = model.apply({'params': params}, memory, inputs[:, t], t,
-                                      method=model.step)
-    raw.append(step_logits)
-  raw = jnp.stack(raw, 1)
-  masked = model_lib.apply_eos_masking(raw, model_lib.after_first_eos(model_lib.detect_eos(raw)))
-  np.testing.assert_allclose(masked, short, atol=1e-5)
+  np.testing.assert_allclose(_streamed(model, params, framing.encode(a, b, 4)['inputs']), short,
+                             atol=1e-5)
