@@ -33,7 +33,8 @@ def name_intermediates(intermediates) -> Dict[str, jnp.ndarray]:
   `read_weights [B, r, m+n]`, `write_weights [B, m, m+n+r]` (or `write_select`,
   `erase_weights`, `add_weights`), `attention/layer{l} [B, heads, r, r]`, `outputs [B, r, d]`.
   Learned-query (MHA) summarization weights are averaged over heads. With product steps (K
-  TTM steps per step) they are those of the last TTM step, the one that gives the answer."""
+  TTM steps per step) they are those of the last TTM step (with `skip_unpaired` it may be one
+  that kept the memory; `outputs` are then the last one's that ran, which give the answer)."""
   named = {}
   for path, values in flax.traverse_util.flatten_dict(intermediates).items():
     value = values[-1]
