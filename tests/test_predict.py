@@ -184,6 +184,7 @@ def test_a_places_model_traces_and_demos_a_problem_longer_than_trained(places_ru
   assert lines[-2].endswith('the model takes operands up to 12 digits')
 
 
+@pytest.mark.slow  # About a minute on two idle cores: it trains, then compiles K = 6 TTM steps.
 def test_a_products_model_answers_and_traces_a_longer_problem(products_run, tmp_path, capsys):
   config, workdir = products_run  # Trained on 1×1, where an answer step is one TTM step.
   params, _ = ckpt.load_params(workdir, config)

@@ -70,7 +70,7 @@ def test_one_compiled_program_serves_every_reset_step(tiny):
 @pytest.fixture(scope='module')
 def shipped():
   """`(model, params, framing, a, b)`: the shipped model and 64 held-out 2x2 problems."""
-  model, params, config = ckpt.load_for_inference(SHIPPED)
+  model, params, config, _ = ckpt.load_for_inference(SHIPPED)
   a, b, _ = evaluate.evaluation_problems(np.random.default_rng(0), 10, 99, 10, 99, 64)
   return model, params, factory.make_framing(config), a, b
 

@@ -172,7 +172,7 @@ def test_eval_mode_of_a_saved_step(trained, capsys):
 
 def test_predict_answers_each_line_and_flags_malformed(trained):
   config, workdir, _ = trained
-  model, params, _ = ckpt.load_for_inference(workdir)
+  model, params, _, _ = ckpt.load_for_inference(workdir)
   lines = ['12×3', '7*8', 'seven times 8', '123456x2', '4 x 9']
   out = predict.predict_lines(model, params, config, lines, 5)
   assert out[2:4] == [

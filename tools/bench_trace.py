@@ -40,7 +40,7 @@ def main():
   parser.add_argument('--count', type=int, default=100)
   args = parser.parse_args()
   if args.workdir:
-    model, params, config = ckpt.load_for_inference(args.workdir)
+    model, params, config, _ = ckpt.load_for_inference(args.workdir)
   else:
     config = mult.get_config()
     model = factory.make_model(config)

@@ -120,7 +120,7 @@ def run(workdir: str, size: str, count: int, seed: int) -> Dict:
   if len(ranges) != 1:
     raise factory.ConfigError(f'--size={size!r}: give one size, e.g. 3x3')
   digits = data_lib.longest_operand(ranges[0][1], ranges[0][3])
-  model, params, config = ckpt.load_for_inference(workdir)
+  model, params, config, _ = ckpt.load_for_inference(workdir)
   framing = factory.make_framing(config)
   if digits > framing.max_digits:
     raise factory.ConfigError(f'--size={size}: operands of {digits} digits; the model in '

@@ -20,16 +20,13 @@ embeddings of the higher places too. With `coupled` (position coupling, Cho et a
 per step), a b digit's place is instead the place of the a digit it pairs with at this step:
 at step t, b_j gets place t - j, so a_i and b_(t-i), whose product is in answer digit t, carry
 the same place embedding (a b digit with no partner, j > t, gets a place of its own).
-With `product_steps` (issue 36's extra TTM steps per answer digit, 'places', 'lsb'), each
-answer step is K TTM steps, K the operands' width ((n - 3) / 2, so it grows with the
-operands): TTM step k of answer step t marks the digits a_k and b_(t-k) (`pair_embed`, where
-both are digits; a TTM step whose pair is missing marks none) and says whether it starts the
-answer digit (`substep_embed`: k = 0 or later), so the memory can take in one product per TTM
-step, as a written scratchpad of partial products would; the answer digit is read from the
-last one. With `skip_unpaired` a TTM step without a pair (past an operand's end, or the
-padding of a shorter operand) leaves the memory as it was, so that an answer step takes in
-exactly its products, one TTM step each, whatever the operands' width (the first TTM step
-always runs: it starts the digit), and the answer is read from its last TTM step that ran.
+With `product_steps` ('places', 'lsb'), answer step t is K TTM steps, K = (n - 3) / 2 the
+operands' width: TTM step k marks the digits a_k and b_(t-k) where both are digits
+(`pair_embed`) and says whether it starts the answer digit (`substep_embed`), so the memory can
+take in one product per TTM step, as a written scratchpad would; the answer is read from the
+last one. With `skip_unpaired` a later TTM step without a pair keeps the memory as it was and
+the answer is read from the last one that ran, so an answer step takes in exactly its products
+whatever the width the problem is written at.
 
 Mixed precision (`compute_dtype='bfloat16'`): the TTM encoder computes in bfloat16 on
 bfloat16 copies of its float32 parameters; embeddings, the memory carried between steps, the
@@ -139,9 +136,8 @@ class MultiplicationTTM(nn.Module):
     digit_order: 'lsb' or 'msb', the operands' digit order ('places': where each place is).
     coupled: 'places' with a b digit at the place of its a partner of the step (module
       docstring; 'lsb' only).
-    product_steps: 'places' with one TTM step per digit product (module docstring; 'lsb').
-    skip_unpaired: `product_steps` whose TTM steps without a pair keep the memory (module
-      docstring).
+    product_steps, skip_unpaired: one TTM step per digit product; skipping those without one
+      (module docstring).
     process_size, memory_size, memory_mode, processing_unit, num_layers, mlp_dim, num_heads,
       use_positional_embedding, memory_init, simple_unit, scan, scan_unroll, remat: the TTM
       encoder's (`ttm.py`).
@@ -186,9 +182,8 @@ class MultiplicationTTM(nn.Module):
       self.role_embed = nn.Embed(len(ROLES), self.hidden_size)
       # (Coupled: one more row, the place of a b digit with no partner at the step.)
       self.place_embed = nn.Embed(self.max_places + self.coupled, self.hidden_size)
-    if self.product_steps:
-      self.pair_embed = nn.Embed(1, self.hidden_size)  # The mark of a TTM step's digit pair.
-      self.substep_embed = nn.Embed(2, self.hidden_size)  # The answer digit's first, or later.
+    if self.product_steps:  # The mark of a TTM step's pair; the answer digit's first or later.
+      self.pair_embed, self.substep_embed = (nn.Embed(k, self.hidden_size) for k in (1, 2))
     if self.max_steps:
       self.step_embed = nn.Embed(self.max_steps, self.hidden_size)
     self.embed_norm = nn.LayerNorm()
@@ -271,8 +266,7 @@ class MultiplicationTTM(nn.Module):
     None (all)."""
     if not self.skip_unpaired:
       return None
-    first = jnp.arange((tokens.shape[-1] - 3) // 2) == 0
-    return self.product_pairs(tokens, steps).any(-1) | first
+    return self.product_pairs(tokens, steps).any(-1).at[..., 0].set(True)  # The first runs.
 
   def input_mask(self, tokens: jnp.ndarray):
     """`[..., n]` -> where the encoder reads a token ('places': all but the padding of the
@@ -281,9 +275,8 @@ class MultiplicationTTM(nn.Module):
       return None
     roles, _ = place_layout(tokens.shape[-1], self.digit_order)
     mask = ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
-    if self.product_steps:  # The same tokens at each of the K TTM steps.
-      per_step = (tokens.shape[-1] - 3) // 2
-      mask = jnp.broadcast_to(mask[..., None, :], mask.shape[:-1] + (per_step,) + mask.shape[-1:])
+    if self.product_steps:  # The same tokens at each of the K TTM steps: [..., K, n].
+      mask = jnp.repeat(mask[..., None, :], (tokens.shape[-1] - 3) // 2, axis=-2)
     return mask
 
   def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
