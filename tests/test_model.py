@@ -398,15 +398,15 @@ def test_product_steps_take_k_ttm_steps_per_answer_step(products):
 def test_skipping_unpaired_steps_makes_the_answer_independent_of_the_operands_width(products):
   model, framing, params = products  # configs/mult.py:products skips TTM steps without a pair.
   assert model.skip_unpaired
-  a, b = np.array([123, 7, 4567, 30]), np.array([45, 8, 12, 1005])
-  short = model.apply({'params': params}, framing.encode(a, b, 4)['inputs'])
-  wide = framing.encode(a, b, 7)['inputs']  # K = 7 TTM steps per answer step instead of 4.
-  np.testing.assert_allclose(model.apply({'params': params}, wide)[:, :9], short, atol=1e-5)
+  a, b = np.array([123, 7, 456, 30]), np.array([45, 8, 12, 105])
+  short = model.apply({'params': params}, framing.encode(a, b, 3)['inputs'])
+  wide = framing.encode(a, b, 5)['inputs']  # K = 5 TTM steps per answer step instead of 3.
+  np.testing.assert_allclose(model.apply({'params': params}, wide)[:, :7], short, atol=1e-5)
   # Without skipping, the extra TTM steps (no pair: they only read) change the answer.
   running = model.clone(skip_unpaired=False)
-  differ = jnp.abs(running.apply({'params': params}, wide)[:, :9]
-                   - running.apply({'params': params}, framing.encode(a, b, 4)['inputs']))
+  differ = jnp.abs(running.apply({'params': params}, wide)[:, :7]
+                   - running.apply({'params': params}, framing.encode(a, b, 3)['inputs']))
   assert float(differ.max()) > 1e-3
   # Streaming, one call per answer step, reads the same last active TTM step.
-  np.testing.assert_allclose(_streamed(model, params, framing.encode(a, b, 4)['inputs']), short,
+  np.testing.assert_allclose(_streamed(model, params, framing.encode(a, b, 3)['inputs']), short,
                              atol=1e-5)
