@@ -383,7 +383,7 @@ def test_product_steps_take_k_ttm_steps_per_answer_step(products):
   # The teacher-forced pass is the scan over S * K TTM steps, read at every K-th.
   def by_hand(module, inputs):
     x = module.embed(inputs, jnp.arange(inputs.shape[1])[None])  # [B, S, K, n, d].
-    mask = module.input_mask(inputs)
+    mask = jnp.repeat(module.input_mask(inputs)[:, :, None], 2, axis=2)  # [B, S, K, n].
     flat = lambda y: y.reshape((y.shape[0], -1) + y.shape[3:])
     outputs = module.encoder.scan_steps(module.initial_memory(4), flat(x), False,
                                         flat(mask))[1]
@@ -399,14 +399,14 @@ def test_skipping_unpaired_steps_makes_the_answer_independent_of_the_operands_wi
   model, framing, params = products  # configs/mult.py:products skips TTM steps without a pair.
   assert model.skip_unpaired
   a, b = np.array([123, 7, 456, 30]), np.array([45, 8, 12, 105])
-  short = model.apply({'params': params}, framing.encode(a, b, 3)['inputs'])
+  narrow = framing.encode(a, b, 3)['inputs']
+  short = model.apply({'params': params}, narrow)
   wide = framing.encode(a, b, 5)['inputs']  # K = 5 TTM steps per answer step instead of 3.
   np.testing.assert_allclose(model.apply({'params': params}, wide)[:, :7], short, atol=1e-5)
   # Without skipping, the extra TTM steps (no pair: they only read) change the answer.
   running = model.clone(skip_unpaired=False)
   differ = jnp.abs(running.apply({'params': params}, wide)[:, :7]
-                   - running.apply({'params': params}, framing.encode(a, b, 3)['inputs']))
+                   - running.apply({'params': params}, narrow))
   assert float(differ.max()) > 1e-3
   # Streaming, one call per answer step, reads the same last active TTM step.
-  np.testing.assert_allclose(_streamed(model, params, framing.encode(a, b, 3)['inputs']), short,
-                             atol=1e-5)
+  np.testing.assert_allclose(_streamed(model, params, narrow), short, atol=1e-5)

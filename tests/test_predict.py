@@ -187,8 +187,8 @@ def test_a_places_model_traces_and_demos_a_problem_longer_than_trained(places_ru
 @pytest.mark.slow  # About a minute on two idle cores: it trains, then compiles K = 6 TTM steps.
 def test_a_products_model_answers_and_traces_a_longer_problem(products_run, tmp_path, capsys):
   config, workdir = products_run  # Trained on 1×1, where an answer step is one TTM step.
-  params, _ = ckpt.load_params(workdir, config)
-  model, framing = factory.make_model(config), factory.make_framing(config)
+  model, params, _, _ = ckpt.load_for_inference(workdir)
+  framing = factory.make_framing(config)
   # Each call of the streaming step is K = 6 TTM steps on a 6-digit problem; predict, trace
   # and eval's batched decoding give the same answer.
   (answer,) = predict.predict_lines(model, params, config, ['123456x78'], 12)

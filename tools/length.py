@@ -194,7 +194,8 @@ def main(argv=None) -> int:
   png_path = args.png or os.path.join(out, 'length.png')
   try:
     lengths = parse_lengths(args.lengths)
-    loaded = ckpt.load_for_inference(args.workdir, args.step)  # Before any folder is made for the results.
+    # Before any folder is made for the results.
+    loaded = ckpt.load_for_inference(args.workdir, args.step)
     files.check_outputs(json_path, png_path)
     result = run(args.workdir, loaded, lengths, args.count, args.seed)
   except (factory.ConfigError, ckpt.CheckpointError) as e:

@@ -274,10 +274,7 @@ class MultiplicationTTM(nn.Module):
     if self.positions == 'slots':
       return None
     roles, _ = place_layout(tokens.shape[-1], self.digit_order)
-    mask = ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
-    if self.product_steps:  # The same tokens at each of the K TTM steps: [..., K, n].
-      mask = jnp.repeat(mask[..., None, :], (tokens.shape[-1] - 3) // 2, axis=-2)
-    return mask
+    return ~(operand_roles(roles) & (tokens == tok.PAD_TOKEN))
 
   def logits(self, outputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
     """TTM outputs `[..., r, d]` -> vocabulary logits `[..., 13]` (mean over the r tokens)."""
@@ -304,12 +301,11 @@ class MultiplicationTTM(nn.Module):
     x = self.embed(step_tokens, step_index, train).astype(COMPUTE_DTYPES[self.compute_dtype])
     mask = self.input_mask(step_tokens)
     if not self.product_steps:
-      x, mask = x[:, None], None if mask is None else mask[:, None]  # One TTM step.
+      x = x[:, None]  # One TTM step.
     active = self.active_steps(step_tokens, jnp.broadcast_to(step_index, step_tokens.shape[:1]))
-    for k in range(x.shape[1]):  # The answer is the last (active) TTM step's.
+    for k in range(x.shape[1]):  # The answer is the last (active) TTM step's; the same mask.
       step_active = None if active is None else active[:, k]
-      memory, step_outputs = self.encoder.step(memory, x[:, k], train,
-                                               None if mask is None else mask[:, k], step_active)
+      memory, step_outputs = self.encoder.step(memory, x[:, k], train, mask, step_active)
       outputs = step_outputs if k == 0 or active is None else jnp.where(
           step_active[:, None, None], step_outputs, outputs)
     self.sow('intermediates', 'outputs', outputs)  # For tracing; free unless mutable.
@@ -336,6 +332,7 @@ class MultiplicationTTM(nn.Module):
                                                         inputs.shape[:2]))  # [B, S, K] or None.
     flat = lambda y: None if y is None else y.reshape((y.shape[0], -1) + y.shape[3:])
     if self.product_steps:  # The K TTM steps of each answer step in a row: [B, S * K, n, d].
+      mask = jnp.repeat(mask[:, :, None], x.shape[2], axis=2)  # The same tokens at each.
       x, mask = flat(x), flat(mask)
     memory = self.initial_memory(inputs.shape[0])
     outputs = self.encoder.scan_steps(memory, x, train, mask, flat(active))[1]
